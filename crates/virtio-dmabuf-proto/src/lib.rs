@@ -1,0 +1,11 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! Wire format of the virtio dma-buf device (virtio ID 37) and of its host control socket.
+//!
+//! This crate knows bytes and their validation, nothing else: no guest memory, no sockets.
+//! `docs/device-spec.md` and `docs/control-protocol.md` are normative; this crate follows them.
+
+pub mod control;
+pub mod uuid;
+pub mod virtio;
+
+pub use virtio::Status;

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+#
+# Find (or build) a qemu-system-x86_64 that can create vhost-user-test-device-pci.
+set -euo pipefail
+
+usage() {
+    cat <<EOF
+Usage: $(basename "$0") [--help] [--no-build] [--rebuild]
+
+Print the absolute path of a qemu-system-x86_64 that offers a user-creatable
+vhost-user-test-device-pci (QEMU >= 10.2). The path is the last line on stdout;
+everything else goes to stderr.
+
+Search order:
+  1. \$QEMU, if set (an error if that binary lacks the device)
+  2. qemu-system-x86_64 on PATH
+  3. the cache: \${DMABUF_CACHE:-\$HOME/.cache/virtio-dmabuf}/qemu-${DMABUF_QEMU_VERSION:-10.2.2}/bin/
+  4. otherwise build QEMU ${DMABUF_QEMU_VERSION:-10.2.2} from Debian's source package
+     qemu ${DMABUF_QEMU_DEB_VERSION:-1:10.2.2+ds-1} (suite sid, deb-src) into the cache
+     (~3 min on 2 cores; needs root for apt-get build dependencies)
+
+Also makes sure the firmware that run-vm passes with -L (Debian's seabios and
+qemu-system-data) is installed.
+
+Options:
+  --no-build   fail instead of building when no suitable QEMU is found
+  --rebuild    build again even if the cache already has one (replaces it when done)
+  --help       this text
+
+Environment: QEMU, DMABUF_CACHE, DMABUF_VERBOSE=1, DMABUF_APT_MIRROR.
+EOF
+}
+
+# shellcheck source=common.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/common.sh"
+
+NO_BUILD=0
+REBUILD=0
+while (($#)); do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --no-build) NO_BUILD=1 ;;
+        --rebuild) REBUILD=1 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+    shift
+done
+
+QEMU_CACHE_DIR="$DMABUF_CACHE/qemu-$DMABUF_QEMU_VERSION"
+QEMU_CACHE_BIN="$QEMU_CACHE_DIR/bin/qemu-system-x86_64"
+FIRMWARE_PACKAGES=(seabios qemu-system-data)
+
+# Does this binary run and list vhost-user-test-device-pci among the devices a user may
+# create? (-device help lists only user-creatable devices.)
+has_test_device() {
+    local q="$1" out
+    [[ -x "$q" ]] || return 1
+    out="$("$q" -device help 2>/dev/null)" || return 1
+    grep -q '"vhost-user-test-device-pci"' <<<"$out"
+}
+
+qemu_version() { "$1" --version 2>/dev/null | head -n1 || true; }
+
+pick() {
+    local q reason="$2"
+    q="$(readlink -f "$1")"
+    log "using $q ($(qemu_version "$q")): $reason"
+    ensure_host_packages "${FIRMWARE_PACKAGES[@]}"
+    echo "$q"
+    exit 0
+}
+
+# ---------------------------------------------------------------- search
+
+if [[ -n "${QEMU:-}" ]]; then
+    q="$QEMU"
+    [[ "$q" == */* ]] || q="$(command -v "$q" || true)"
+    [[ -n "$q" && -x "$q" ]] || die "QEMU=$QEMU is not an executable"
+    has_test_device "$q" || die "QEMU=$QEMU ($(qemu_version "$q")) has no user-creatable vhost-user-test-device-pci (needs QEMU >= 10.2); unset QEMU to use or build ${DMABUF_QEMU_VERSION}"
+    pick "$q" "taken from \$QEMU"
+fi
+
+if ((!REBUILD)); then
+    if q="$(command -v qemu-system-x86_64)"; then
+        if has_test_device "$q"; then
+            pick "$q" "found on PATH with vhost-user-test-device-pci"
+        fi
+        log "skipping $q ($(qemu_version "$q")) on PATH: no user-creatable vhost-user-test-device-pci"
+    fi
+    if [[ -e "$QEMU_CACHE_BIN" ]]; then
+        has_test_device "$QEMU_CACHE_BIN" && pick "$QEMU_CACHE_BIN" "built earlier into the cache"
+        warn "$QEMU_CACHE_BIN exists but does not work (missing libraries?); rebuilding"
+    fi
+fi
+
+((NO_BUILD)) && die "no QEMU with vhost-user-test-device-pci found and --no-build given"
+
+# ---------------------------------------------------------------- build
+
+need_root "building QEMU (apt-get build dependencies)"
+cache_lock "qemu-$DMABUF_QEMU_VERSION"
+# Someone else may have finished the build while we waited for the lock.
+if ((!REBUILD)) && has_test_device "$QEMU_CACHE_BIN"; then
+    pick "$QEMU_CACHE_BIN" "built into the cache by a concurrent run"
+fi
+
+BUILD_DEPS=(build-essential ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev flex bison
+            pkg-config python3-venv device-tree-compiler xz-utils)
+ensure_host_packages "${BUILD_DEPS[@]}" "${FIRMWARE_PACKAGES[@]}"
+
+# Python build tools: Debian's +ds tarball ships no python/wheels, so meson comes from pip.
+MESON_VERSION=1.5.0
+PYCOTAP_VERSION=1.3.1
+VENV="$DMABUF_CACHE/venv-meson-$MESON_VERSION"
+if [[ ! -f "$VENV/.complete" ]]; then
+    log "creating python venv $VENV (meson==$MESON_VERSION pycotap==$PYCOTAP_VERSION)"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV" >&2
+    "$VENV/bin/pip" install -q --disable-pip-version-check "meson==$MESON_VERSION" "pycotap==$PYCOTAP_VERSION" >&2 \
+        || die "pip install meson==$MESON_VERSION pycotap==$PYCOTAP_VERSION failed"
+    touch "$VENV/.complete"
+fi
+
+# Source: Debian's qemu source package from sid (deb-src in the private apt config).
+SRC_DIR="$DMABUF_CACHE/src/qemu_${DMABUF_QEMU_DEB_VERSION#*:}"
+ORIG_GLOB="qemu_${DMABUF_QEMU_VERSION}+ds.orig.tar.*"
+shopt -s nullglob
+orig=("$SRC_DIR"/$ORIG_GLOB)
+if ((${#orig[@]} == 0)); then
+    private_apt_update
+    mkdir -p "$SRC_DIR.tmp"
+    log "downloading source package qemu=$DMABUF_QEMU_DEB_VERSION"
+    (cd "$SRC_DIR.tmp" && papt_get source -q --download-only "qemu=$DMABUF_QEMU_DEB_VERSION" >&2) || {
+        DMABUF_APT_UPDATE=1 private_apt_update
+        (cd "$SRC_DIR.tmp" && papt_get source -q --download-only "qemu=$DMABUF_QEMU_DEB_VERSION" >&2) \
+            || die "apt-get source qemu=$DMABUF_QEMU_DEB_VERSION failed (is that version still in sid? see field notes)"
+    }
+    rm -rf "$SRC_DIR"
+    mv "$SRC_DIR.tmp" "$SRC_DIR"
+    orig=("$SRC_DIR"/$ORIG_GLOB)
+fi
+shopt -u nullglob
+((${#orig[@]} == 1)) || die "expected one $ORIG_GLOB in $SRC_DIR, found ${#orig[@]}"
+
+WORK="$(mktemp -d "$DMABUF_CACHE/.qemu-$DMABUF_QEMU_VERSION.build.XXXXXX")"
+cleanup() { rm -rf "$WORK"; }
+trap cleanup EXIT
+# Leftovers of interrupted builds (not ours, lock held) can go.
+for old in "$DMABUF_CACHE"/.qemu-"$DMABUF_QEMU_VERSION".build.*; do
+    [[ "$old" != "$WORK" ]] && rm -rf "$old"
+done
+
+start=$(date +%s)
+log "unpacking $(basename "${orig[0]}") into $WORK"
+tar -C "$WORK" -xf "${orig[0]}"
+srcdir=("$WORK"/qemu-*)
+((${#srcdir[@]} == 1)) && [[ -d "${srcdir[0]}" ]] || die "unexpected layout of ${orig[0]}"
+cd "${srcdir[0]}"
+
+# The +ds tarball has no edk2 firmware blobs; do not try to unpack them.
+grep -q 'unpack_edk2_blobs = bzip2.found()' meson.build \
+    || die "meson.build no longer has the edk2 line the build patches; check the QEMU version"
+sed -i 's/unpack_edk2_blobs = bzip2.found()/unpack_edk2_blobs = false/' meson.build
+
+mkdir build
+cd build
+log "configuring QEMU $DMABUF_QEMU_VERSION"
+PATH="$VENV/bin:$PATH" ../configure \
+    --python="$VENV/bin/python3" \
+    --target-list=x86_64-softmmu --without-default-features \
+    --enable-vhost-user --enable-kvm --enable-tcg \
+    --disable-docs --disable-install-blobs >&2 \
+    || die "configure failed (see output above)"
+log "building qemu-system-x86_64 with ninja -j$(nproc)"
+PATH="$VENV/bin:$PATH" ninja -j"$(nproc)" qemu-system-x86_64 >&2 || die "ninja failed (see output above)"
+
+has_test_device ./qemu-system-x86_64 || die "the built QEMU lacks vhost-user-test-device-pci"
+
+mkdir -p "$WORK/out/bin"
+cp qemu-system-x86_64 "$WORK/out/bin/"
+strip "$WORK/out/bin/qemu-system-x86_64"
+cat > "$WORK/out/BUILD-INFO" <<EOF
+qemu $DMABUF_QEMU_VERSION built by qemu-scripts/ensure-qemu.sh
+source: Debian source package qemu $DMABUF_QEMU_DEB_VERSION ($(basename "${orig[0]}"))
+built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n) in $(( $(date +%s) - start )) s
+configure: --target-list=x86_64-softmmu --without-default-features --enable-vhost-user --enable-kvm --enable-tcg --disable-docs --disable-install-blobs
+run with: -L /usr/share/seabios -L /usr/share/qemu
+EOF
+
+# Publish atomically: the cache directory appears only once complete.
+if [[ -e "$QEMU_CACHE_DIR" ]]; then
+    mv "$QEMU_CACHE_DIR" "$WORK/old"
+fi
+mv "$WORK/out" "$QEMU_CACHE_DIR"
+log "built QEMU $DMABUF_QEMU_VERSION in $(( $(date +%s) - start )) s"
+cd /
+pick "$QEMU_CACHE_BIN" "freshly built from Debian's qemu $DMABUF_QEMU_DEB_VERSION"

@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+#
+# Download and unpack the newest Debian guest kernel (+ headers) of a series.
+set -euo pipefail
+
+usage() {
+    cat <<EOF
+Usage: $(basename "$0") [options] <6.1|6.12>
+
+Download the newest Debian kernel of the series (amd64, unsigned image) together
+with its headers and kbuild packages, unpack them with dpkg-deb -x into
+  \${DMABUF_CACHE:-\$HOME/.cache/virtio-dmabuf}/kernels/<debian-version>/root/
+and print eval-able lines on stdout:
+  KVER=<kernel release>      e.g. 6.12.117+deb12-amd64
+  KDIR=<headers dir>         for: make -C "\$KDIR" M=\$PWD modules
+  VMLINUZ=<kernel image>
+  MODDIR=<root>/lib/modules/<KVER>
+  KDEBVER=<Debian package version>   KROOT=<unpacked root>
+
+"Newest" comes from the private apt lists (see common.sh): for 6.1 the packages
+linux-image-6.1.0-NN-amd64-unsigned, for 6.12 linux-image-6.12.*-amd64-unsigned,
+over bookworm, bookworm-updates, bookworm-security and bookworm-backports.
+Nothing is installed into /boot or /lib/modules of this machine. The host tools the
+module build needs (gcc-12, make, bc, dwarves/pahole, libelf-dev) are installed
+with apt-get if missing.
+
+Options:
+  --suite SUITE   only consider packages from this suite (e.g. bookworm-backports)
+  --version V     take this exact Debian package version instead of the newest
+  --check         also build a hello-world module against KDIR with W=1 (in a temp dir)
+  --no-tools      do not install host build tools
+  --help          this text
+
+Example: eval "\$(qemu-scripts/fetch-kernel.sh 6.12)"; make -C "\$KDIR" M=\$PWD modules
+EOF
+}
+
+# shellcheck source=common.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/common.sh"
+
+SERIES=""
+SUITE=""
+WANT_VERSION=""
+CHECK=0
+TOOLS=1
+while (($#)); do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --suite) SUITE="${2:?--suite needs a value}"; shift ;;
+        --version) WANT_VERSION="${2:?--version needs a value}"; shift ;;
+        --check) CHECK=1 ;;
+        --no-tools) TOOLS=0 ;;
+        -*) usage >&2; die "unknown option: $1" ;;
+        *) [[ -z "$SERIES" ]] || die "only one kernel series may be given"; SERIES="$(kernel_series "$1")" ;;
+    esac
+    shift
+done
+[[ -n "$SERIES" ]] || { usage >&2; die "missing kernel series (6.1 or 6.12)"; }
+
+case "$SERIES" in
+    6.1) IMAGE_RE='^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' ;;
+    6.12) IMAGE_RE='^linux-image-6\.12\.[0-9]+(\+[a-z0-9.~]+)?-amd64-unsigned$' ;;
+esac
+
+if ((TOOLS)); then
+    ensure_host_packages gcc-12 make bc dwarves libelf-dev xz-utils zstd kmod
+fi
+
+# Print "name version suite" for every candidate image, best (newest) first.
+list_candidates() {
+    local name line ver where suite
+    while read -r name _; do
+        while IFS='|' read -r _ ver where; do
+            ver="${ver// /}"
+            # where: " http://host/path suite/main amd64 Packages"
+            suite="$(awk '{print $2}' <<<"$where")"; suite="${suite%%/*}"
+            [[ -n "$SUITE" && "$suite" != "$SUITE" ]] && continue
+            [[ -n "$WANT_VERSION" && "$ver" != "$WANT_VERSION" ]] && continue
+            printf '%s %s %s\n' "$name" "$ver" "$suite"
+        done < <(papt_cache madison "$name" | grep ' Packages$' || true)
+    done < <(papt_cache search --names-only "$IMAGE_RE") | sort_by_version
+}
+
+# Sort "name version suite" lines by Debian version, newest first (dpkg semantics).
+sort_by_version() {
+    local lines=() i j t n
+    mapfile -t lines
+    n=${#lines[@]}
+    for ((i = 1; i < n; i++)); do
+        t="${lines[i]}"; j=$((i - 1))
+        while ((j >= 0)) && dpkg --compare-versions "$(cut -d' ' -f2 <<<"${lines[j]}")" lt "$(cut -d' ' -f2 <<<"$t")"; do
+            lines[j + 1]="${lines[j]}"; j=$((j - 1))
+        done
+        lines[j + 1]="$t"
+    done
+    ((n)) && printf '%s\n' "${lines[@]}"
+    return 0
+}
+
+emit() {
+    local k v
+    for k in KVER KDIR VMLINUZ MODDIR KDEBVER KROOT; do
+        v="${!k}"
+        if [[ "$v" =~ ^[A-Za-z0-9_./+~:-]+$ && "$v" != '~'* ]]; then
+            printf '%s=%s\n' "$k" "$v"
+        else
+            printf '%s=%q\n' "$k" "$v"
+        fi
+    done
+}
+
+# Build a hello-world module against $KDIR with W=1 in a temp dir.
+check_headers() {
+    local t rc=0
+    t="$(mktemp -d /tmp/dmabuf-hello.XXXXXX)"
+    cat > "$t/hello.c" <<'EOF'
+// SPDX-License-Identifier: GPL-2.0
+#include <linux/module.h>
+#include <linux/init.h>
+
+static int __init hello_init(void)
+{
+	pr_info("hello: loaded\n");
+	return 0;
+}
+
+static void __exit hello_exit(void)
+{
+	pr_info("hello: unloaded\n");
+}
+
+module_init(hello_init);
+module_exit(hello_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("header check");
+EOF
+    echo 'obj-m := hello.o' > "$t/Kbuild"
+    log "checking headers: make -C $KDIR M=$t W=1 modules"
+    if make -C "$KDIR" M="$t" W=1 modules >"$t/build.log" 2>&1 && [[ -f "$t/hello.ko" ]]; then
+        log "hello.ko built: $(modinfo -F vermagic "$t/hello.ko" 2>/dev/null || echo '?')"
+        if grep -qi 'warning:' "$t/build.log"; then
+            warn "the W=1 build printed warnings:"; grep -i 'warning:' "$t/build.log" >&2 || true
+        fi
+    else
+        cat "$t/build.log" >&2
+        rc=1
+    fi
+    rm -rf "$t"
+    ((rc == 0)) || die "building a hello module against $KDIR failed"
+}
+
+finish() {
+    emit
+    ((CHECK)) && check_headers
+    exit 0
+}
+
+# ---------------------------------------------------------------- pick the kernel
+
+if ! private_apt_update; then
+    warn "could not refresh the private apt lists; using what is cached"
+fi
+mapfile -t cands < <(list_candidates)
+((${#cands[@]})) || die "no package matching $IMAGE_RE${SUITE:+ in $SUITE}${WANT_VERSION:+ at version $WANT_VERSION} in the private apt lists"
+read -r IMAGE_PKG KDEBVER FROM_SUITE <<<"${cands[0]}"
+KVER="${IMAGE_PKG#linux-image-}"; KVER="${KVER%-unsigned}"
+log "newest $SERIES kernel: $IMAGE_PKG $KDEBVER (from $FROM_SUITE)"
+
+KEY="${KDEBVER//:/_}"
+DEST="$DMABUF_CACHE/kernels/$KEY"
+KROOT="$DEST/root"
+KDIR="$KROOT/usr/src/linux-headers-$KVER"
+VMLINUZ="$KROOT/boot/vmlinuz-$KVER"
+MODDIR="$KROOT/lib/modules/$KVER"
+
+if [[ -f "$DEST/.complete" ]]; then
+    log "already unpacked in $DEST"
+    finish
+fi
+
+cache_lock "kernel-$KEY"
+[[ -f "$DEST/.complete" ]] && finish
+
+# The headers package's dependencies name the matching -common and kbuild packages.
+deps="$(papt_cache show "linux-headers-$KVER=$KDEBVER" 2>/dev/null | awk '/^Depends:/ {sub(/^Depends: */, ""); print; exit}')"
+[[ -n "$deps" ]] || die "linux-headers-$KVER=$KDEBVER not found in the private apt lists"
+COMMON_PKG="$(tr ',|' '\n\n' <<<"$deps" | awk '{print $1}' | grep -E '^linux-headers-.*-common$' | head -n1)"
+KBUILD_PKG="$(tr ',|' '\n\n' <<<"$deps" | awk '{print $1}' | grep -E '^linux-kbuild-' | head -n1)"
+[[ -n "$COMMON_PKG" && -n "$KBUILD_PKG" ]] || die "cannot find the -common/kbuild packages in: $deps"
+PKGS=("$IMAGE_PKG=$KDEBVER" "linux-headers-$KVER=$KDEBVER" "$COMMON_PKG=$KDEBVER" "$KBUILD_PKG=$KDEBVER")
+
+TMP="$(mktemp -d "$DMABUF_CACHE/kernels/.$KEY.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+mkdir -p "$TMP/debs" "$TMP/root"
+log "downloading ${PKGS[*]}"
+(cd "$TMP/debs" && papt_get download -q "${PKGS[@]}" >&2) || die "apt-get download failed"
+for deb in "$TMP"/debs/*.deb; do
+    log "unpacking $(basename "$deb")"
+    dpkg-deb -x "$deb" "$TMP/root"
+done
+# usrmerge-style packages put modules under /usr/lib/modules; provide /lib/modules too.
+if [[ ! -d "$TMP/root/lib/modules/$KVER" && -d "$TMP/root/usr/lib/modules/$KVER" ]]; then
+    mkdir -p "$TMP/root/lib/modules"
+    ln -s "../../usr/lib/modules/$KVER" "$TMP/root/lib/modules/$KVER"
+fi
+
+# The arch headers Makefile includes the -common tree by absolute path; point it at the
+# unpacked copy (where the tree will live after the final rename).
+mk="$TMP/root/usr/src/linux-headers-$KVER/Makefile"
+[[ -f "$mk" ]] || die "$mk missing from linux-headers-$KVER"
+common_dir="${COMMON_PKG#linux-headers-}"; common_dir="/usr/src/linux-headers-$common_dir"
+grep -q "$common_dir" "$mk" || die "$mk does not mention $common_dir; format changed?"
+sed -i "s|$common_dir|$KROOT$common_dir|g" "$mk"
+# Any other absolute symlinks into /usr/src or /usr/lib inside the tree would point at the
+# host; report them (relative ones are fine).
+while IFS= read -r -d '' l; do
+    tgt="$(readlink "$l")"
+    case "$tgt" in
+        /usr/src/*|/usr/lib/linux-kbuild-*)
+            rel="$KROOT$tgt"
+            ln -sfn "$rel" "$l"
+            debug "relinked ${l#"$TMP/root"} -> $rel" ;;
+    esac
+done < <(find "$TMP/root/usr/src" -type l -print0)
+# lib/modules/<ver>/{build,source} point at /usr/src of the host; point them at the copy.
+for l in build source; do
+    p="$TMP/root/lib/modules/$KVER/$l"
+    if [[ -L "$p" && "$(readlink "$p")" == /usr/src/* ]]; then
+        ln -sfn "$KROOT$(readlink "$p")" "$p"
+    fi
+done
+
+[[ -f "$TMP/root/boot/vmlinuz-$KVER" ]] || die "vmlinuz-$KVER missing from $IMAGE_PKG"
+[[ -d "$TMP/root/lib/modules/$KVER" ]] || die "lib/modules/$KVER missing from $IMAGE_PKG"
+# Debian's image package leaves modules.dep to depmod in its postinst; generate it here.
+if ! command -v depmod >/dev/null; then
+    ((TOOLS)) || die "depmod (package kmod) is needed to generate modules.dep"
+    ensure_host_packages kmod
+fi
+log "generating modules.dep (depmod -b)"
+sysmap="$TMP/root/boot/System.map-$KVER"
+depmod_args=()
+[[ -f "$sysmap" ]] && depmod_args=(-F "$sysmap")
+depmod -b "$TMP/root" "${depmod_args[@]}" "$KVER" \
+    || die "depmod -b $TMP/root $KVER failed"
+[[ -s "$TMP/root/lib/modules/$KVER/modules.dep" ]] || die "depmod wrote no modules.dep"
+rm -rf "$TMP/debs"
+cat > "$TMP/PACKAGES" <<EOF
+${PKGS[*]}
+from suite: $FROM_SUITE
+fetched: $(date -u +%Y-%m-%dT%H:%M:%SZ)
+EOF
+touch "$TMP/.complete"
+rm -rf "$DEST"
+mv "$TMP" "$DEST"
+trap - EXIT
+log "unpacked into $DEST"
+finish

@@ -11,3 +11,8 @@
 
 pub mod arbiter;
 pub mod memory;
+pub mod hostfile;
+pub mod registry;
+pub mod vhu_dmabuf;
+pub mod control;
+pub mod daemon;

@@ -1,0 +1,334 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! Host files behind buffers: host-backed buffers (a sealed memfd or a host dma-buf) and the
+//! udmabuf export of guest-backed buffers.
+//!
+//! A host program could truncate a plain file under our mapping and turn every later access into
+//! SIGBUS, so only files that cannot shrink are accepted: memfds sealed with `F_SEAL_SHRINK`, and
+//! dma-bufs (fixed size by construction).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+
+use thiserror::Error;
+use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::{
+    FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryRegion, MmapRegion, VolatileMemory,
+    VolatileSlice,
+};
+
+use crate::memory::{GuestMem, SegList};
+
+/// `statfs.f_type` of dma-buf files.
+const DMA_BUF_MAGIC: i64 = 0x444d_4142;
+/// `DMA_BUF_IOCTL_SYNC` = `_IOW('b', 0, struct dma_buf_sync)`.
+const DMA_BUF_IOCTL_SYNC: libc::c_ulong = 0x4008_6200;
+const DMA_BUF_SYNC_READ: u64 = 1;
+const DMA_BUF_SYNC_WRITE: u64 = 2;
+const DMA_BUF_SYNC_END: u64 = 4;
+/// `UDMABUF_CREATE_LIST` = `_IOW('u', 0x43, struct udmabuf_create_list)`.
+const UDMABUF_CREATE_LIST: libc::c_ulong = 0x4008_7543;
+const UDMABUF_FLAGS_CLOEXEC: u32 = 1;
+/// The kernel's default `list_limit` of udmabuf.
+const UDMABUF_MAX_ITEMS: usize = 1024;
+const HOST_PAGE: u64 = 4096;
+
+/// Why a host fd was refused or an operation on it failed.
+#[derive(Debug, Error)]
+pub enum HostFileError {
+    /// Not a memfd or a dma-buf (a pipe, a directory, a socket, a plain file...).
+    #[error("fd is neither a memfd nor a dma-buf")]
+    WrongKind,
+    /// A memfd without `F_SEAL_SHRINK`: it could be truncated under the mapping.
+    #[error("memfd is not sealed against shrinking (F_SEAL_SHRINK)")]
+    NotSealed,
+    /// The declared size is zero or larger than the file.
+    #[error("size {size} invalid for a file of {file_size} bytes")]
+    BadSize {
+        /// Declared.
+        size: u64,
+        /// Actual.
+        file_size: u64,
+    },
+    /// No /dev/udmabuf, or the buffer's layout does not suit it.
+    #[error("udmabuf unavailable: {0}")]
+    NoUdmabuf(String),
+    /// A system call failed.
+    #[error("{0}: {1}")]
+    Io(&'static str, #[source] io::Error),
+}
+
+/// What the fd is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostKind {
+    /// A sealed memfd.
+    Memfd,
+    /// A host dma-buf; the daemon brackets its own accesses with DMA_BUF_IOCTL_SYNC.
+    DmaBuf,
+}
+
+/// A host-backed buffer's storage, mapped into the daemon.
+#[derive(Debug)]
+pub struct HostFile {
+    file: File,
+    map: MmapRegion<()>,
+    kind: HostKind,
+    writable: bool,
+}
+
+fn last_error(what: &'static str) -> HostFileError {
+    HostFileError::Io(what, io::Error::last_os_error())
+}
+
+impl HostFile {
+    /// Validate `file` and map its first `size` bytes.
+    pub fn new(file: File, size: u64) -> Result<HostFile, HostFileError> {
+        let fd = file.as_raw_fd();
+        // SAFETY: `fstatfs` writes into the zeroed struct we own; `fd` is open for the call.
+        let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; the return value is checked.
+        if unsafe { libc::fstatfs(fd, &mut sfs) } != 0 {
+            return Err(last_error("fstatfs"));
+        }
+        let meta = file.metadata().map_err(|e| HostFileError::Io("fstat", e))?;
+        let (kind, file_size) = if i64::from(sfs.f_type) == DMA_BUF_MAGIC {
+            // SAFETY: lseek on an fd we own; the return value is checked.
+            let end = unsafe { libc::lseek(fd, 0, libc::SEEK_END) };
+            if end < 0 {
+                return Err(last_error("lseek"));
+            }
+            (HostKind::DmaBuf, end as u64)
+        } else if meta.file_type().is_file() {
+            // SAFETY: F_GET_SEALS takes no argument; the return value is checked.
+            let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+            if seals < 0 {
+                // EINVAL: not a memfd (a plain file can be truncated by anyone who can write it).
+                return Err(HostFileError::WrongKind);
+            }
+            if seals & libc::F_SEAL_SHRINK == 0 {
+                return Err(HostFileError::NotSealed);
+            }
+            (HostKind::Memfd, meta.len())
+        } else {
+            return Err(HostFileError::WrongKind);
+        };
+        if size == 0 || size > file_size {
+            return Err(HostFileError::BadSize { size, file_size });
+        }
+        // SAFETY: F_GETFL takes no argument; the return value is checked.
+        let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if fl < 0 {
+            return Err(last_error("fcntl(F_GETFL)"));
+        }
+        // SAFETY: as above.
+        let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+        let write_sealed = kind == HostKind::Memfd
+            && seals >= 0
+            && seals & (libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE) != 0;
+        let writable = fl & libc::O_ACCMODE == libc::O_RDWR && !write_sealed;
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        let len = usize::try_from(size).map_err(|_| HostFileError::BadSize { size, file_size })?;
+        let dup = file.try_clone().map_err(|e| HostFileError::Io("dup", e))?;
+        let map = MmapRegionBuilder::new(len)
+            .with_mmap_prot(prot)
+            .with_mmap_flags(libc::MAP_SHARED)
+            .with_file_offset(FileOffset::new(dup, 0))
+            .build()
+            .map_err(|e| HostFileError::Io("mmap", io::Error::other(e.to_string())))?;
+        Ok(HostFile {
+            file,
+            map,
+            kind,
+            writable,
+        })
+    }
+
+    /// Memfd or dma-buf.
+    pub fn kind(&self) -> HostKind {
+        self.kind
+    }
+
+    /// Whether the daemon may write it (opened read-write, not write-sealed).
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Bytes `offset..offset+len` (the caller checked the range against the buffer size).
+    pub fn slice(&self, offset: u64, len: u64) -> Option<VolatileSlice<'_, ()>> {
+        let off = usize::try_from(offset).ok()?;
+        let n = usize::try_from(len).ok()?;
+        self.map.get_slice(off, n).ok()
+    }
+
+    /// Bracket the daemon's own CPU access for a dma-buf (no-op for a memfd).
+    pub fn cpu_access(&self, end: bool, read: bool, write: bool) -> Result<(), HostFileError> {
+        if self.kind != HostKind::DmaBuf {
+            return Ok(());
+        }
+        let mut flags = 0u64;
+        if read {
+            flags |= DMA_BUF_SYNC_READ;
+        }
+        if write {
+            flags |= DMA_BUF_SYNC_WRITE;
+        }
+        if end {
+            flags |= DMA_BUF_SYNC_END;
+        }
+        loop {
+            // SAFETY: DMA_BUF_IOCTL_SYNC reads one u64 (`struct dma_buf_sync`) from the pointer,
+            // which points at a live local; the return value is checked.
+            let r = unsafe { libc::ioctl(self.file.as_raw_fd(), DMA_BUF_IOCTL_SYNC, &flags) };
+            if r == 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(HostFileError::Io("DMA_BUF_IOCTL_SYNC", err));
+            }
+        }
+    }
+}
+
+#[repr(C)]
+struct UdmabufItem {
+    memfd: u32,
+    pad: u32,
+    offset: u64,
+    size: u64,
+}
+
+/// Make a host dma-buf over a guest-backed buffer's pages with /dev/udmabuf (zero copy).
+///
+/// Needs /dev/udmabuf, guest RAM in memfds (sealed against shrinking, as QEMU's
+/// `memory-backend-memfd` makes it), and every run page-aligned.
+pub fn export_udmabuf(mem: &GuestMem, segs: &SegList) -> Result<File, HostFileError> {
+    let dev = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/udmabuf")
+        .map_err(|e| HostFileError::NoUdmabuf(format!("/dev/udmabuf: {e}")))?;
+    let mut items: Vec<UdmabufItem> = Vec::new();
+    for (gpa, len) in segs.iter_runs() {
+        let mut addr = gpa;
+        let end = gpa + len;
+        while addr < end {
+            let region = mem
+                .find_region(GuestAddress(addr))
+                .ok_or_else(|| HostFileError::NoUdmabuf("guest memory changed".into()))?;
+            let start = region.start_addr().0;
+            let take = (start + region.len()).min(end) - addr;
+            let fo = region
+                .file_offset()
+                .ok_or_else(|| HostFileError::NoUdmabuf("guest RAM has no fd".into()))?;
+            let offset = fo.start() + (addr - start);
+            if offset % HOST_PAGE != 0 || take % HOST_PAGE != 0 {
+                return Err(HostFileError::NoUdmabuf("buffer not page-aligned".into()));
+            }
+            let memfd = u32::try_from(fo.file().as_raw_fd())
+                .map_err(|_| HostFileError::NoUdmabuf("bad fd".into()))?;
+            items.push(UdmabufItem {
+                memfd,
+                pad: 0,
+                offset,
+                size: take,
+            });
+            addr += take;
+        }
+    }
+    if items.len() > UDMABUF_MAX_ITEMS {
+        return Err(HostFileError::NoUdmabuf(format!(
+            "{} runs exceed udmabuf's list limit",
+            items.len()
+        )));
+    }
+    // struct udmabuf_create_list { u32 flags; u32 count; struct udmabuf_create_item list[]; }
+    let mut raw: Vec<u64> = Vec::with_capacity(1 + items.len() * 3);
+    let count = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    raw.push(u64::from(UDMABUF_FLAGS_CLOEXEC) | (u64::from(count) << 32));
+    for it in &items {
+        raw.push(u64::from(it.memfd) | (u64::from(it.pad) << 32));
+        raw.push(it.offset);
+        raw.push(it.size);
+    }
+    // SAFETY: the buffer holds the header and `count` items laid out as the kernel's
+    // `udmabuf_create_list` on a little-endian 64-bit host; the kernel only reads it. The return
+    // value is checked and, on success, is a new fd we take ownership of.
+    let fd = unsafe { libc::ioctl(dev.as_raw_fd(), UDMABUF_CREATE_LIST, raw.as_ptr()) };
+    if fd < 0 {
+        return Err(last_error("UDMABUF_CREATE_LIST"));
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Create a sealed, writable memfd of `size` bytes (used by tests, the client and the harness).
+pub fn sealed_memfd(name: &str, size: u64) -> io::Result<File> {
+    let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: `cname` is a valid C string; the return value is checked.
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh fd owned by nobody else.
+    let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    file.set_len(size)?;
+    // SAFETY: F_ADD_SEALS with an int argument; the return value is checked.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn accepts_sealed_memfd_and_rejects_others() {
+        let f = sealed_memfd("t", 8192).unwrap();
+        let hf = HostFile::new(f, 4096).unwrap();
+        assert_eq!(hf.kind(), HostKind::Memfd);
+        assert!(hf.writable());
+        assert!(hf.slice(0, 4096).is_some());
+
+        let f = sealed_memfd("t", 4096).unwrap();
+        assert!(matches!(
+            HostFile::new(f, 8192),
+            Err(HostFileError::BadSize { .. })
+        ));
+        let f = sealed_memfd("t", 4096).unwrap();
+        assert!(matches!(
+            HostFile::new(f, 0),
+            Err(HostFileError::BadSize { .. })
+        ));
+
+        // An unsealed memfd.
+        let cname = std::ffi::CString::new("u").unwrap();
+        // SAFETY: valid C string; checked below.
+        let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0);
+        // SAFETY: fresh fd.
+        let f = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        f.set_len(4096).unwrap();
+        assert!(HostFile::new(f, 4096).is_err());
+
+        // A pipe, a directory, a plain file.
+        let (r, _w) = std::io::pipe().unwrap();
+        let f = File::from(std::os::fd::OwnedFd::from(r));
+        assert!(matches!(HostFile::new(f, 1), Err(HostFileError::WrongKind)));
+        let d = File::open("/").unwrap();
+        assert!(matches!(HostFile::new(d, 1), Err(HostFileError::WrongKind)));
+        let path = std::env::temp_dir().join(format!("hostfile-test-{}", std::process::id()));
+        let mut p = File::create(&path).unwrap();
+        p.write_all(&[0u8; 4096]).unwrap();
+        let p = File::open(&path).unwrap();
+        assert!(matches!(HostFile::new(p, 4096), Err(HostFileError::WrongKind)));
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -1,1 +1,665 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! Plays QEMU and a guest driver against the dma-buf daemon, over a real vhost-user socket.
+//!
+//! [`Vm`] connects with vhost's `Frontend`, gives the daemon memfd guest RAM with QEMU's two
+//! regions and the hole between them, sets up both virtqueues in that RAM, builds descriptor
+//! chains, kicks, and waits on the call eventfd. It treats the daemon as a black box: the only
+//! shared code is the wire-format crate. Integration tests, benchmarks and fault tests use it.
 
+pub mod daemon;
+pub mod queue;
+pub mod ram;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use vhost::vhost_user::message::{VhostUserConfigFlags, VhostUserProtocolFeatures};
+use vhost::vhost_user::{Frontend, VhostUserFrontend};
+use vhost::{VhostBackend, VringConfigData};
+use virtio_dmabuf_proto::virtio::{
+    self as wire, req, AttachReq, CreateReq, Event, ReqHdr, Segment, SyncReq, Uuid, UuidReq,
+};
+use virtio_dmabuf_proto::Status;
+use vm_memory::ByteValued;
+
+pub use daemon::DaemonProcess;
+use queue::{Buf, SplitQueue};
+use ram::{GuestRam, PageAllocator, PAGE};
+
+/// Errors of the harness itself (not statuses of the device).
+#[derive(Debug, Error)]
+pub enum HarnessError {
+    /// A system call failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// vhost-user messaging failed.
+    #[error("vhost-user: {0}")]
+    VhostUser(#[from] vhost::Error),
+    /// The test set-up is impossible.
+    #[error("set-up: {0}")]
+    Setup(String),
+    /// No free descriptors.
+    #[error("virtqueue full")]
+    QueueFull,
+    /// The harness ran out of guest pages.
+    #[error("out of guest memory")]
+    OutOfGuestMemory,
+    /// The device answered something that does not parse.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// No answer in time.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Where things live in guest memory.
+const REQ_RING: u64 = 0x10000;
+const EVT_RING: u64 = 0x50000;
+const SCRATCH: u64 = 0x100000;
+const SCRATCH_LEN: u64 = 24 << 20;
+const EVENT_BUFS: u16 = 16;
+
+/// How to build the VM.
+#[derive(Clone, Debug)]
+pub struct VmOptions {
+    /// Guest RAM bytes.
+    pub ram_size: u64,
+    /// Entries per virtqueue.
+    pub queue_size: u16,
+    /// Device features to refuse (e.g. `1 << VIRTIO_DMABUF_F_IMPORT`).
+    pub refuse_features: u64,
+    /// How long to wait for a response.
+    pub timeout: Duration,
+}
+
+impl Default for VmOptions {
+    fn default() -> Self {
+        VmOptions {
+            ram_size: 64 << 20,
+            queue_size: 256,
+            refuse_features: 0,
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A guest buffer: pages the harness allocated, as a segment list.
+#[derive(Clone, Debug)]
+pub struct GuestBuffer {
+    /// `(gpa, len)` in buffer order.
+    pub segs: Vec<(u64, u64)>,
+    /// Total bytes.
+    pub size: u64,
+}
+
+/// A SYNC START left waiting in the device.
+#[derive(Debug)]
+pub struct Pending {
+    head: u16,
+    resp: u64,
+}
+
+/// One simulated guest: QEMU's side of the socket plus the guest driver's side of the rings.
+pub struct Vm {
+    frontend: Frontend,
+    /// Guest RAM.
+    pub ram: GuestRam,
+    /// Request queue.
+    pub req: SplitQueue,
+    /// Event queue.
+    pub evt: SplitQueue,
+    /// Guest pages for buffers.
+    pub pages: PageAllocator,
+    opts: VmOptions,
+    scratch_next: u64,
+    outstanding: usize,
+    done: HashMap<u16, u32>,
+    events: Vec<Event>,
+    evt_bufs: HashMap<u16, u64>,
+    /// Features acked.
+    pub features: u64,
+}
+
+/// Decode a response's status.
+pub fn status_of(resp: &[u8]) -> Result<Status, HarnessError> {
+    let raw: [u8; 4] = resp
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| HarnessError::Protocol(format!("response of {} bytes", resp.len())))?;
+    let v = u32::from_le_bytes(raw);
+    Status::from_u32(v).ok_or_else(|| HarnessError::Protocol(format!("status {v}")))
+}
+
+impl Vm {
+    /// Connect to the daemon's socket (retrying while it starts) and bring the device up.
+    pub fn connect(socket: &Path, opts: VmOptions) -> Result<Vm, HarnessError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let frontend = loop {
+            match Frontend::connect(socket, wire::NUM_QUEUES as u64) {
+                Ok(f) => break f,
+                Err(e) if Instant::now() > deadline => return Err(e.into()),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let ram = GuestRam::new(opts.ram_size)?;
+        let pages = PageAllocator::new(SCRATCH + SCRATCH_LEN, opts.ram_size);
+        let req = SplitQueue::new(&ram, REQ_RING, opts.queue_size)?;
+        let evt = SplitQueue::new(&ram, EVT_RING, EVENT_BUFS)?;
+        let mut vm = Vm {
+            frontend,
+            ram,
+            req,
+            evt,
+            pages,
+            opts,
+            scratch_next: SCRATCH,
+            outstanding: 0,
+            done: HashMap::new(),
+            events: Vec::new(),
+            evt_bufs: HashMap::new(),
+            features: 0,
+        };
+        vm.negotiate()?;
+        vm.frontend.set_mem_table(&vm.ram.regions())?;
+        vm.start_queues()?;
+        Ok(vm)
+    }
+
+    fn negotiate(&mut self) -> Result<(), HarnessError> {
+        self.frontend.set_owner()?;
+        let offered = self.frontend.get_features()?;
+        self.features = offered & !self.opts.refuse_features;
+        self.frontend.set_features(self.features)?;
+        let proto = self.frontend.get_protocol_features()?;
+        let wanted = VhostUserProtocolFeatures::CONFIG
+            | VhostUserProtocolFeatures::MQ
+            | VhostUserProtocolFeatures::RESET_DEVICE;
+        self.frontend.set_protocol_features(proto & wanted)?;
+        Ok(())
+    }
+
+    fn start_queue(&mut self, index: usize) -> Result<(), HarnessError> {
+        let q = if index == 0 { &self.req } else { &self.evt };
+        let (desc, avail, used) = q.addrs();
+        let host = |gpa: u64| -> Result<u64, HarnessError> {
+            use vm_memory::GuestMemoryBackend;
+            self.ram
+                .mem()
+                .get_host_address(vm_memory::GuestAddress(gpa))
+                .map(|p| p as u64)
+                .map_err(|e| HarnessError::Setup(e.to_string()))
+        };
+        let cfg = VringConfigData {
+            queue_max_size: q.size,
+            queue_size: q.size,
+            flags: 0,
+            desc_table_addr: host(desc)?,
+            used_ring_addr: host(used)?,
+            avail_ring_addr: host(avail)?,
+            log_addr: None,
+        };
+        self.frontend.set_vring_num(index, q.size)?;
+        self.frontend.set_vring_addr(index, &cfg)?;
+        self.frontend.set_vring_base(index, 0)?;
+        self.frontend.set_vring_call(index, &q.call)?;
+        self.frontend.set_vring_kick(index, &q.kick)?;
+        self.frontend.set_vring_enable(index, true)?;
+        Ok(())
+    }
+
+    fn start_queues(&mut self) -> Result<(), HarnessError> {
+        self.start_queue(0)?;
+        self.start_queue(1)?;
+        // Keep the event queue filled.
+        for i in 0..u64::from(EVENT_BUFS) {
+            let gpa = EVT_RING + 0x8000 + i * 64;
+            let head = self.evt.add(
+                &self.ram,
+                &[Buf {
+                    addr: gpa,
+                    len: 24,
+                    write: true,
+                }],
+            )?;
+            self.evt_bufs.insert(head, gpa);
+        }
+        Ok(())
+    }
+
+    /// The device's configuration space.
+    pub fn config(&mut self) -> Result<wire::Config, HarnessError> {
+        let buf = [0u8; size_of::<wire::Config>()];
+        let (_, data) =
+            self.frontend
+                .get_config(0, buf.len() as u32, VhostUserConfigFlags::empty(), &buf)?;
+        let mut cfg = wire::Config::default();
+        if data.len() != buf.len() {
+            return Err(HarnessError::Protocol(format!(
+                "config of {} bytes",
+                data.len()
+            )));
+        }
+        cfg.as_mut_slice().copy_from_slice(&data);
+        Ok(wire::Config {
+            max_segments: u32::from_le(cfg.max_segments),
+            max_buffers: u32::from_le(cfg.max_buffers),
+            max_bytes: u64::from_le(cfg.max_bytes),
+            sync_timeout_ms: u32::from_le(cfg.sync_timeout_ms),
+            reserved: cfg.reserved,
+        })
+    }
+
+    /// Guest-physical scratch space for one request (reused once nothing is outstanding).
+    pub fn scratch(&mut self, len: u64) -> Result<u64, HarnessError> {
+        if self.outstanding == 0 {
+            self.scratch_next = SCRATCH;
+        }
+        let at = (self.scratch_next + 63) & !63;
+        if at + len > SCRATCH + SCRATCH_LEN {
+            return Err(HarnessError::OutOfGuestMemory);
+        }
+        self.scratch_next = at + len;
+        Ok(at)
+    }
+
+    /// Submit a chain and return its head (raw access for hostile tests).
+    pub fn submit(&mut self, bufs: &[Buf]) -> Result<u16, HarnessError> {
+        let head = self.req.add(&self.ram, bufs)?;
+        self.outstanding += 1;
+        Ok(head)
+    }
+
+    /// Wait until chain `head` is used; returns the used length.
+    pub fn wait_head(&mut self, head: u16, timeout: Duration) -> Result<u32, HarnessError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(len) = self.done.remove(&head) {
+                self.outstanding = self.outstanding.saturating_sub(1);
+                return Ok(len);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(HarnessError::Timeout(timeout));
+            }
+            if let Some((h, len)) = self.req.wait(&self.ram, left)? {
+                self.done.insert(h, len);
+            }
+        }
+    }
+
+    /// Send `request` (split into descriptors of at most `chunk` bytes) with a response area of
+    /// `resp_len` bytes; returns the bytes the device wrote.
+    pub fn request_chunked(
+        &mut self,
+        request: &[u8],
+        resp_len: u32,
+        chunk: usize,
+    ) -> Result<Vec<u8>, HarnessError> {
+        let req_gpa = self.scratch(request.len() as u64)?;
+        let resp_gpa = self.scratch(u64::from(resp_len).max(1))?;
+        self.ram.write(req_gpa, request)?;
+        let mut bufs: Vec<Buf> = request
+            .chunks(chunk.max(1))
+            .scan(req_gpa, |at, c| {
+                let b = Buf {
+                    addr: *at,
+                    len: c.len() as u32,
+                    write: false,
+                };
+                *at += c.len() as u64;
+                Some(b)
+            })
+            .collect();
+        if resp_len > 0 {
+            bufs.push(Buf {
+                addr: resp_gpa,
+                len: resp_len,
+                write: true,
+            });
+        }
+        let head = if bufs.len() + 1 > self.req.free_descriptors() {
+            let table = self.scratch(bufs.len() as u64 * 16)?;
+            let h = self.req.add_indirect(&self.ram, table, &bufs)?;
+            self.outstanding += 1;
+            h
+        } else {
+            self.submit(&bufs)?
+        };
+        let len = self.wait_head(head, self.opts.timeout)?;
+        let mut out = vec![0u8; len.min(resp_len) as usize];
+        self.ram.read(resp_gpa, &mut out)?;
+        Ok(out)
+    }
+
+    /// Send `request` in one descriptor with a response area of `resp_len` bytes.
+    pub fn request(&mut self, request: &[u8], resp_len: u32) -> Result<Vec<u8>, HarnessError> {
+        self.request_chunked(request, resp_len, usize::MAX)
+    }
+
+    /// Allocate guest pages for a buffer of `size` bytes (rounded up to pages).
+    pub fn alloc_buffer(
+        &mut self,
+        size: u64,
+        scattered: bool,
+    ) -> Result<GuestBuffer, HarnessError> {
+        let n = size.div_ceil(PAGE).max(1);
+        let mut segs = Vec::new();
+        if scattered {
+            for gpa in self.pages.scattered(n)? {
+                segs.push((gpa, PAGE));
+            }
+        } else {
+            segs.push((self.pages.contiguous(n)?, n * PAGE));
+        }
+        // The last page may be partial.
+        let total: u64 = n * PAGE;
+        if total != size {
+            if let Some(last) = segs.last_mut() {
+                last.1 -= total - size;
+            }
+        }
+        Ok(GuestBuffer { segs, size })
+    }
+
+    /// Write `data` at `offset` of a guest buffer (the guest CPU writing its pages).
+    pub fn write_buffer(
+        &self,
+        b: &GuestBuffer,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), HarnessError> {
+        self.walk(b, offset, data.len() as u64, |gpa, range| {
+            self.ram.write(gpa, &data[range])
+        })
+    }
+
+    /// Read `len` bytes at `offset` of a guest buffer.
+    pub fn read_buffer(
+        &self,
+        b: &GuestBuffer,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, HarnessError> {
+        let mut out = vec![0u8; len as usize];
+        let cell = std::cell::RefCell::new(&mut out);
+        self.walk(b, offset, len, |gpa, range| {
+            self.ram.read(gpa, &mut cell.borrow_mut()[range])
+        })?;
+        Ok(out)
+    }
+
+    fn walk(
+        &self,
+        b: &GuestBuffer,
+        offset: u64,
+        len: u64,
+        mut f: impl FnMut(u64, std::ops::Range<usize>) -> Result<(), HarnessError>,
+    ) -> Result<(), HarnessError> {
+        let mut pos = 0u64; // buffer offset of the current segment
+        let mut done = 0u64;
+        for &(gpa, slen) in &b.segs {
+            let (s, e) = (pos, pos + slen);
+            pos = e;
+            let want_s = offset + done;
+            if done == len || want_s >= e {
+                continue;
+            }
+            let take = (e - want_s).min(len - done);
+            f(gpa + (want_s - s), done as usize..(done + take) as usize)?;
+            done += take;
+        }
+        if done != len {
+            return Err(HarnessError::Setup("range outside buffer".into()));
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ typed requests
+
+    fn body<T: ByteValued>(kind: u32, body: &T, tail: &[u8]) -> Vec<u8> {
+        let hdr = ReqHdr {
+            type_: kind.to_le(),
+            reserved: 0,
+        };
+        let mut v = Vec::with_capacity(8 + size_of::<T>() + tail.len());
+        v.extend_from_slice(hdr.as_slice());
+        v.extend_from_slice(body.as_slice());
+        v.extend_from_slice(tail);
+        v
+    }
+
+    /// Encode a segment list.
+    pub fn encode_segments(segs: &[(u64, u64)]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(segs.len() * 16);
+        for &(a, l) in segs {
+            v.extend_from_slice(Segment::new(a, l).as_slice());
+        }
+        v
+    }
+
+    /// The bytes of a CREATE request.
+    pub fn create_request(size: u64, flags: u32, segs: &[(u64, u64)]) -> Vec<u8> {
+        let body = CreateReq {
+            size: size.to_le(),
+            flags: flags.to_le(),
+            nr_segs: (segs.len() as u32).to_le(),
+        };
+        Self::body(req::CREATE, &body, &Self::encode_segments(segs))
+    }
+
+    /// CREATE.
+    pub fn create(
+        &mut self,
+        size: u64,
+        flags: u32,
+        segs: &[(u64, u64)],
+    ) -> Result<Result<Uuid, Status>, HarnessError> {
+        let r = Self::create_request(size, flags, segs);
+        let resp = self.request_chunked(&r, 24, 1 << 20)?;
+        Ok(match status_of(&resp)? {
+            Status::Ok if resp.len() == 24 => {
+                let mut u = [0u8; 16];
+                u.copy_from_slice(&resp[8..24]);
+                Ok(u)
+            }
+            Status::Ok => return Err(HarnessError::Protocol("short CREATE response".into())),
+            s => Err(s),
+        })
+    }
+
+    /// CREATE of a guest buffer.
+    pub fn create_buffer(
+        &mut self,
+        b: &GuestBuffer,
+        flags: u32,
+    ) -> Result<Result<Uuid, Status>, HarnessError> {
+        self.create(b.size, flags, &b.segs.clone())
+    }
+
+    /// RELEASE.
+    pub fn release(&mut self, uuid: &Uuid) -> Result<Status, HarnessError> {
+        let r = Self::body(req::RELEASE, &UuidReq { uuid: *uuid }, &[]);
+        status_of(&self.request(&r, 8)?)
+    }
+
+    /// LOOKUP → (size, flags).
+    pub fn lookup(&mut self, uuid: &Uuid) -> Result<Result<(u64, u32), Status>, HarnessError> {
+        let r = Self::body(req::LOOKUP, &UuidReq { uuid: *uuid }, &[]);
+        let resp = self.request(&r, 24)?;
+        Ok(match status_of(&resp)? {
+            Status::Ok if resp.len() == 24 => {
+                let size = u64::from_le_bytes(resp[8..16].try_into().unwrap_or_default());
+                let flags = u32::from_le_bytes(resp[16..20].try_into().unwrap_or_default());
+                Ok((size, flags))
+            }
+            Status::Ok => return Err(HarnessError::Protocol("short LOOKUP response".into())),
+            s => Err(s),
+        })
+    }
+
+    /// ATTACH a guest buffer as this VM's copy of `uuid`.
+    pub fn attach(&mut self, uuid: &Uuid, b: &GuestBuffer) -> Result<Status, HarnessError> {
+        let body = AttachReq {
+            uuid: *uuid,
+            nr_segs: (b.segs.len() as u32).to_le(),
+            reserved: 0,
+        };
+        let r = Self::body(req::ATTACH, &body, &Self::encode_segments(&b.segs));
+        status_of(&self.request_chunked(&r, 8, 1 << 20)?)
+    }
+
+    /// The bytes of a SYNC request.
+    pub fn sync_request(
+        uuid: &Uuid,
+        offset: u64,
+        len: u64,
+        flags: u32,
+        timeout_ms: u32,
+    ) -> Vec<u8> {
+        let body = SyncReq {
+            uuid: *uuid,
+            offset: offset.to_le(),
+            len: len.to_le(),
+            flags: flags.to_le(),
+            timeout_ms: timeout_ms.to_le(),
+        };
+        Self::body(req::SYNC, &body, &[])
+    }
+
+    /// SYNC, waiting for the answer.
+    pub fn sync(
+        &mut self,
+        uuid: &Uuid,
+        offset: u64,
+        len: u64,
+        flags: u32,
+        timeout_ms: u32,
+    ) -> Result<Status, HarnessError> {
+        status_of(&self.request(&Self::sync_request(uuid, offset, len, flags, timeout_ms), 8)?)
+    }
+
+    /// SYNC START without waiting for the answer.
+    pub fn sync_async(
+        &mut self,
+        uuid: &Uuid,
+        offset: u64,
+        len: u64,
+        flags: u32,
+        timeout_ms: u32,
+    ) -> Result<Pending, HarnessError> {
+        let r = Self::sync_request(uuid, offset, len, flags, timeout_ms);
+        let req_gpa = self.scratch(r.len() as u64)?;
+        let resp = self.scratch(8)?;
+        self.ram.write(req_gpa, &r)?;
+        self.ram.write(resp, &[0xff; 8])?;
+        let head = self.submit(&[
+            Buf {
+                addr: req_gpa,
+                len: r.len() as u32,
+                write: false,
+            },
+            Buf {
+                addr: resp,
+                len: 8,
+                write: true,
+            },
+        ])?;
+        Ok(Pending { head, resp })
+    }
+
+    /// Whether a pending START has been answered (without waiting).
+    pub fn try_pending(&mut self, p: &Pending) -> Result<Option<Status>, HarnessError> {
+        while let Some((h, len)) = self.req.poll(&self.ram)? {
+            self.done.insert(h, len);
+        }
+        if self.done.contains_key(&p.head) {
+            return self.wait_pending(p, Duration::ZERO).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Wait for a pending START's answer.
+    pub fn wait_pending(&mut self, p: &Pending, timeout: Duration) -> Result<Status, HarnessError> {
+        let len = self.wait_head(p.head, timeout)?;
+        if len != 8 {
+            return Err(HarnessError::Protocol(format!(
+                "SYNC answered with {len} bytes"
+            )));
+        }
+        let mut b = [0u8; 8];
+        self.ram.read(p.resp, &mut b)?;
+        status_of(&b)
+    }
+
+    /// Events the device posted so far (the event queue is refilled).
+    pub fn events(&mut self) -> Result<Vec<Event>, HarnessError> {
+        while let Some((head, len)) = self.evt.poll(&self.ram)? {
+            let gpa = self
+                .evt_bufs
+                .remove(&head)
+                .ok_or_else(|| HarnessError::Protocol("unknown event buffer".into()))?;
+            if len as usize >= size_of::<Event>() {
+                let mut e = Event::default();
+                self.ram.read(gpa, e.as_mut_slice())?;
+                self.events.push(e);
+            }
+            let h = self.evt.add(
+                &self.ram,
+                &[Buf {
+                    addr: gpa,
+                    len: 24,
+                    write: true,
+                }],
+            )?;
+            self.evt_bufs.insert(h, gpa);
+        }
+        Ok(std::mem::take(&mut self.events))
+    }
+
+    /// Wait up to `timeout` for at least one event.
+    pub fn wait_events(&mut self, timeout: Duration) -> Result<Vec<Event>, HarnessError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ev = self.events()?;
+            if !ev.is_empty() || Instant::now() > deadline {
+                return Ok(ev);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// What a guest reset does: the front-end stops both queues (GET_VRING_BASE), then the
+    /// driver sets them up again from scratch.
+    pub fn reset(&mut self) -> Result<(), HarnessError> {
+        self.frontend.get_vring_base(0)?;
+        self.frontend.get_vring_base(1)?;
+        self.req = SplitQueue::new(&self.ram, REQ_RING, self.opts.queue_size)?;
+        self.evt = SplitQueue::new(&self.ram, EVT_RING, EVENT_BUFS)?;
+        self.done.clear();
+        self.evt_bufs.clear();
+        self.outstanding = 0;
+        self.start_queues()
+    }
+
+    /// Replace guest RAM by a new memfd (as after a hotplug or migration): the rings and the
+    /// scratch area are carried over, buffer pages are not. Sends SET_MEM_TABLE.
+    pub fn remap_ram(&mut self) -> Result<(), HarnessError> {
+        let new = GuestRam::new(self.opts.ram_size)?;
+        let mut low = vec![0u8; ram::HOLE_START as usize];
+        self.ram.read(0, &mut low)?;
+        new.write(0, &low)?;
+        let mut scratch = vec![0u8; SCRATCH_LEN as usize];
+        self.ram.read(SCRATCH, &mut scratch)?;
+        new.write(SCRATCH, &scratch)?;
+        self.frontend.set_mem_table(&new.regions())?;
+        self.ram = new;
+        Ok(())
+    }
+
+    /// Close the connection as a crashing QEMU would.
+    pub fn disconnect(self) {
+        drop(self);
+    }
+}

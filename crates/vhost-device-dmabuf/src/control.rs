@@ -221,7 +221,9 @@ impl Connection<'_> {
                 }
                 None => return Ok(()),
             };
-            let (status, payload, fd) = self.dispatch(frame).unwrap_or_else(|s| (s, Vec::new(), None));
+            let (status, payload, fd) = self
+                .dispatch(frame)
+                .unwrap_or_else(|s| (s, Vec::new(), None));
             send(self.stream, status, &payload, fd.as_ref())?;
         }
     }
@@ -261,7 +263,13 @@ impl Connection<'_> {
     fn dispatch(&mut self, f: Frame) -> Result<Reply, Status> {
         let reg = self.registry;
         let p = &f.payload[..];
-        let need_no_fd = |f: &Option<File>| if f.is_some() { Err(Status::InvalidRequest) } else { Ok(()) };
+        let need_no_fd = |f: &Option<File>| {
+            if f.is_some() {
+                Err(Status::InvalidRequest)
+            } else {
+                Ok(())
+            }
+        };
         match f.op {
             op::SHARE => {
                 let file = f.fd.ok_or(Status::InvalidRequest)?;
@@ -305,7 +313,14 @@ impl Connection<'_> {
                 }
                 let write = flags & sync_flags::WRITE != 0;
                 let s = if f.op == op::BEGIN {
-                    reg.host_begin(self.domain, &r.uuid, offset, len, write, u32::from_le(r.arg))
+                    reg.host_begin(
+                        self.domain,
+                        &r.uuid,
+                        offset,
+                        len,
+                        write,
+                        u32::from_le(r.arg),
+                    )
                 } else {
                     reg.host_end(self.domain, &r.uuid, offset, len, write)
                 };

@@ -43,7 +43,11 @@ pub fn bind_vm_socket(path: &Path) -> Result<Listener, DaemonError> {
 }
 
 /// Serve VM `name` on `listener` until the process ends.
-pub fn serve_vm(registry: &Arc<Registry>, name: &str, mut listener: Listener) -> Result<(), DaemonError> {
+pub fn serve_vm(
+    registry: &Arc<Registry>,
+    name: &str,
+    mut listener: Listener,
+) -> Result<(), DaemonError> {
     loop {
         let mem = GuestMemoryAtomic::new(GuestMem::new());
         let backend = DmabufBackend::new(registry.clone(), name, mem.clone())?;

@@ -270,7 +270,8 @@ pub fn export_udmabuf(mem: &GuestMem, segs: &SegList) -> Result<File, HostFileEr
 pub fn sealed_memfd(name: &str, size: u64) -> io::Result<File> {
     let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
     // SAFETY: `cname` is a valid C string; the return value is checked.
-    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let fd =
+        unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -278,7 +279,14 @@ pub fn sealed_memfd(name: &str, size: u64) -> io::Result<File> {
     let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     file.set_len(size)?;
     // SAFETY: F_ADD_SEALS with an int argument; the return value is checked.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW) } != 0 {
+    if unsafe {
+        libc::fcntl(
+            file.as_raw_fd(),
+            libc::F_ADD_SEALS,
+            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
+        )
+    } != 0
+    {
         return Err(io::Error::last_os_error());
     }
     Ok(file)
@@ -328,7 +336,10 @@ mod tests {
         let mut p = File::create(&path).unwrap();
         p.write_all(&[0u8; 4096]).unwrap();
         let p = File::open(&path).unwrap();
-        assert!(matches!(HostFile::new(p, 4096), Err(HostFileError::WrongKind)));
+        assert!(matches!(
+            HostFile::new(p, 4096),
+            Err(HostFileError::WrongKind)
+        ));
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -10,9 +10,9 @@
 //! * [`hostfile`] — host-backed buffers (memfd, dma-buf) and the udmabuf export.
 
 pub mod arbiter;
-pub mod memory;
-pub mod hostfile;
-pub mod registry;
-pub mod vhu_dmabuf;
 pub mod control;
 pub mod daemon;
+pub mod hostfile;
+pub mod memory;
+pub mod registry;
+pub mod vhu_dmabuf;

@@ -139,7 +139,11 @@ impl TryFrom<Args> for Config {
         if a.sync_timeout_ms == 0 || a.sync_timeout_ms > 600_000 {
             return Err(ConfigError::BadTimeout);
         }
-        if a.max_segments == 0 || a.max_buffers == 0 || a.max_bytes == 0 || a.max_total_segments == 0 {
+        if a.max_segments == 0
+            || a.max_buffers == 0
+            || a.max_bytes == 0
+            || a.max_total_segments == 0
+        {
             return Err(ConfigError::ZeroLimit);
         }
         Ok(Config {

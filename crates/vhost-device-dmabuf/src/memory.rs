@@ -64,9 +64,9 @@ impl MemError {
     pub fn status(&self) -> Status {
         match self {
             MemError::Overflow { .. } | MemError::NotRam { .. } => Status::InvalidAddress,
-            MemError::ZeroLength(_) | MemError::SizeMismatch { .. } | MemError::OutOfRange { .. } => {
-                Status::InvalidSize
-            }
+            MemError::ZeroLength(_)
+            | MemError::SizeMismatch { .. }
+            | MemError::OutOfRange { .. } => Status::InvalidSize,
         }
     }
 }
@@ -315,11 +315,9 @@ pub(crate) mod tests {
 
     #[test]
     fn adjacent_regions_are_one_run() {
-        let mem = GuestMem::from_ranges(&[
-            (GuestAddress(0), 0x10000),
-            (GuestAddress(0x10000), 0x10000),
-        ])
-        .unwrap();
+        let mem =
+            GuestMem::from_ranges(&[(GuestAddress(0), 0x10000), (GuestAddress(0x10000), 0x10000)])
+                .unwrap();
         let list = SegList::build([(0xf000, 0x2000)], 0x2000, &mem).unwrap();
         let slices = list.slices(&mem, 0, 0x2000).unwrap();
         assert_eq!(slices.len(), 2);
@@ -362,16 +360,20 @@ pub(crate) mod tests {
         let a = SegList::build([(0x100000, 100), (0x200000, 300)], 400, &mem).unwrap();
         let b = SegList::build([(0x300000, 250), (0x310000, 150)], 400, &mem).unwrap();
         let data: Vec<u8> = (0..400u32).map(|i| (i % 251) as u8).collect();
-        mem.write_slice(&data[..100], GuestAddress(0x100000)).unwrap();
-        mem.write_slice(&data[100..], GuestAddress(0x200000)).unwrap();
+        mem.write_slice(&data[..100], GuestAddress(0x100000))
+            .unwrap();
+        mem.write_slice(&data[100..], GuestAddress(0x200000))
+            .unwrap();
         let n = copy_slices(
             &a.slices(&mem, 0, 400).unwrap(),
             &b.slices(&mem, 0, 400).unwrap(),
         );
         assert_eq!(n, 400);
         let mut out = vec![0u8; 400];
-        mem.read_slice(&mut out[..250], GuestAddress(0x300000)).unwrap();
-        mem.read_slice(&mut out[250..], GuestAddress(0x310000)).unwrap();
+        mem.read_slice(&mut out[..250], GuestAddress(0x300000))
+            .unwrap();
+        mem.read_slice(&mut out[250..], GuestAddress(0x310000))
+            .unwrap();
         assert_eq!(out, data);
     }
 }

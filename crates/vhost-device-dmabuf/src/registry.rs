@@ -268,9 +268,7 @@ impl Buffer {
         match &self.origin {
             Origin::Guest { vm, segs } => {
                 let mem = vm.mem.memory();
-                let slices = segs
-                    .slices(&mem, offset, len)
-                    .map_err(|e| mem_status(&e))?;
+                let slices = segs.slices(&mem, offset, len).map_err(|e| mem_status(&e))?;
                 Ok(f(&slices))
             }
             Origin::Host(hf) => {
@@ -411,10 +409,7 @@ impl Registry {
         };
         let mut inner = lock(&self.inner);
         let runs = list.runs() as u64;
-        let dom = inner
-            .domains
-            .get_mut(&vm.domain)
-            .ok_or(Status::Cancelled)?;
+        let dom = inner.domains.get_mut(&vm.domain).ok_or(Status::Cancelled)?;
         self.check_quota(&dom.holdings, size, runs)?;
         let uuid = loop {
             let u = random_uuid();
@@ -441,7 +436,11 @@ impl Registry {
                 written: Condvar::new(),
             }),
         );
-        debug!("{}: created {} ({size} bytes, {runs} runs)", vm.name, control_name(&uuid));
+        debug!(
+            "{}: created {} ({size} bytes, {runs} runs)",
+            vm.name,
+            control_name(&uuid)
+        );
         Ok(uuid)
     }
 
@@ -474,7 +473,12 @@ impl Registry {
     }
 
     /// ATTACH: this VM's pages become its copy of a buffer registered elsewhere.
-    pub fn attach(&self, vm: &Arc<VmHandle>, uuid: &Uuid, segs: &[(u64, u64)]) -> Result<(), Status> {
+    pub fn attach(
+        &self,
+        vm: &Arc<VmHandle>,
+        uuid: &Uuid,
+        segs: &[(u64, u64)],
+    ) -> Result<(), Status> {
         let buf = self.buffer(uuid).ok_or(Status::NotFound)?;
         if !self.visible_to_vm(&buf, vm) {
             return Err(Status::NotFound);
@@ -562,7 +566,13 @@ impl Registry {
     // ---------------------------------------------------------------- arbitration + data
 
     /// Begin or end, for any domain. `done` is used only when a begin parks.
-    fn sync(&self, buf: &Arc<Buffer>, domain: DomainId, op: &SyncOp, done: Completion) -> BeginResult {
+    fn sync(
+        &self,
+        buf: &Arc<Buffer>,
+        domain: DomainId,
+        op: &SyncOp,
+        done: Completion,
+    ) -> BeginResult {
         if let Err(e) = check_range(buf.size, op.offset, op.len) {
             return BeginResult::Done(e.status());
         }
@@ -606,8 +616,17 @@ impl Registry {
         result
     }
 
-    fn end_locked(&self, buf: &Buffer, st: &mut BufState, access: &Access, fired: &mut Fire) -> Status {
-        if !st.arbiter.holds(access.domain, access.offset, access.len, access.write) {
+    fn end_locked(
+        &self,
+        buf: &Buffer,
+        st: &mut BufState,
+        access: &Access,
+        fired: &mut Fire,
+    ) -> Status {
+        if !st
+            .arbiter
+            .holds(access.domain, access.offset, access.len, access.write)
+        {
             return Status::NotHeld;
         }
         let status = if access.write {
@@ -628,7 +647,13 @@ impl Registry {
     }
 
     /// Granted waiters: bring their copies up to date, then answer them.
-    fn grant(&self, buf: &Buffer, st: &mut BufState, mut grants: Grants<Completion>, fired: &mut Fire) {
+    fn grant(
+        &self,
+        buf: &Buffer,
+        st: &mut BufState,
+        mut grants: Grants<Completion>,
+        fired: &mut Fire,
+    ) {
         while let Some((access, done)) = grants.pop() {
             let s = self.fence_in(buf, st, &access);
             if s != Status::Ok {
@@ -847,7 +872,15 @@ impl Registry {
     }
 
     /// Begin CPU access for a host domain, waiting up to the bound.
-    pub fn host_begin(&self, domain: DomainId, uuid: &Uuid, offset: u64, len: u64, write: bool, timeout_ms: u32) -> Status {
+    pub fn host_begin(
+        &self,
+        domain: DomainId,
+        uuid: &Uuid,
+        offset: u64,
+        len: u64,
+        write: bool,
+        timeout_ms: u32,
+    ) -> Status {
         let Some(buf) = self.buffer(uuid) else {
             return Status::NotFound;
         };
@@ -875,7 +908,14 @@ impl Registry {
     }
 
     /// End CPU access for a host domain.
-    pub fn host_end(&self, domain: DomainId, uuid: &Uuid, offset: u64, len: u64, write: bool) -> Status {
+    pub fn host_end(
+        &self,
+        domain: DomainId,
+        uuid: &Uuid,
+        offset: u64,
+        len: u64,
+        write: bool,
+    ) -> Status {
         let Some(buf) = self.buffer(uuid) else {
             return Status::NotFound;
         };
@@ -931,7 +971,9 @@ impl Registry {
             pos
         }) {
             Ok(n) => {
-                self.stats.copied_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                self.stats
+                    .copied_bytes
+                    .fetch_add(n as u64, Ordering::Relaxed);
                 Status::Ok
             }
             Err(s) => s,
@@ -939,7 +981,15 @@ impl Registry {
     }
 
     /// Copy a held range into a host file at `file_offset` (one copy into the client's memfd).
-    pub fn host_read_into(&self, domain: DomainId, uuid: &Uuid, offset: u64, len: u64, file: File, file_offset: u64) -> Status {
+    pub fn host_read_into(
+        &self,
+        domain: DomainId,
+        uuid: &Uuid,
+        offset: u64,
+        len: u64,
+        file: File,
+        file_offset: u64,
+    ) -> Status {
         let dst = match HostFile::new(file, file_offset.saturating_add(len)) {
             Ok(d) if d.writable() => d,
             Ok(_) => return Status::PermissionDenied,
@@ -954,7 +1004,10 @@ impl Registry {
         let Some(target) = dst.slice(file_offset, len) else {
             return Status::InvalidSize;
         };
-        if let Err(s) = dst.cpu_access(false, false, true).map_err(|_| Status::IoError) {
+        if let Err(s) = dst
+            .cpu_access(false, false, true)
+            .map_err(|_| Status::IoError)
+        {
             return s;
         }
         let r = self.with_held_range(domain, uuid, offset, len, false, |slices| {
@@ -991,7 +1044,9 @@ impl Registry {
             pos
         }) {
             Ok(n) => {
-                self.stats.copied_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                self.stats
+                    .copied_bytes
+                    .fetch_add(n as u64, Ordering::Relaxed);
                 Status::Ok
             }
             Err(s) => s,
@@ -1008,7 +1063,9 @@ impl Registry {
                     info!("udmabuf export of {}: {e}", control_name(uuid));
                     Status::Unsupported
                 })?;
-                self.stats.zero_copy_bytes.fetch_add(buf.size, Ordering::Relaxed);
+                self.stats
+                    .zero_copy_bytes
+                    .fetch_add(buf.size, Ordering::Relaxed);
                 Ok(f)
             }
             Origin::Host(_) => Err(Status::Unsupported),

@@ -15,7 +15,9 @@ use thiserror::Error;
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
-use virtio_bindings::bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use virtio_bindings::bindings::virtio_ring::{
+    VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+};
 use virtio_dmabuf_proto::virtio::{
     self as wire, req, AttachReq, CreateReq, CreateResp, Event, LookupResp, ReqHdr, RespHdr,
     SyncReq, UuidReq, VIRTIO_DMABUF_F_IMPORT,
@@ -26,7 +28,9 @@ use vm_memory::{
     ByteValued, Bytes, GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard,
 };
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
+use vmm_sys_util::event::{
+    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
+};
 
 use crate::memory::GuestMem;
 use crate::registry::{BeginResult, Completion, GuestPort, Registry, VmHandle};
@@ -149,7 +153,11 @@ struct RequestReader<'a> {
 
 impl<'a> RequestReader<'a> {
     fn new(descs: &'a [(u64, u32)]) -> Self {
-        RequestReader { descs, idx: 0, off: 0 }
+        RequestReader {
+            descs,
+            idx: 0,
+            off: 0,
+        }
     }
 
     /// Fill `buf` exactly; `Err` if the request is shorter or points outside guest memory.
@@ -221,7 +229,10 @@ impl<'a> ResponseWriter<'a> {
                 break;
             }
             let n = (len as usize).min(data.len() - pos);
-            if mem.write_slice(&data[pos..pos + n], GuestAddress(addr)).is_err() {
+            if mem
+                .write_slice(&data[pos..pos + n], GuestAddress(addr))
+                .is_err()
+            {
                 return 0;
             }
             pos += n;
@@ -267,7 +278,8 @@ impl DmabufBackend {
             dropped: AtomicU64::new(0),
         });
         let vm = registry.add_vm(name, mem, port);
-        let exit = new_event_consumer_and_notifier(EventFlag::NONBLOCK).map_err(VhuError::ExitEvent)?;
+        let exit =
+            new_event_consumer_and_notifier(EventFlag::NONBLOCK).map_err(VhuError::ExitEvent)?;
         Ok(DmabufBackend(Arc::new(VmBackend {
             registry,
             vm,
@@ -290,7 +302,12 @@ impl DmabufBackend {
 
     /// The connection is gone: release everything the VM held.
     pub fn disconnect(&self) {
-        *self.0.rings.vrings.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .0
+            .rings
+            .vrings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
         self.0.registry.reset_domain(self.0.vm.domain, true);
     }
 }
@@ -311,7 +328,10 @@ impl VmBackend {
             }
             loop {
                 let mem = self.vm.mem.memory();
-                let next = vring.get_mut().get_queue_mut().pop_descriptor_chain(mem.clone());
+                let next = vring
+                    .get_mut()
+                    .get_queue_mut()
+                    .pop_descriptor_chain(mem.clone());
                 let Some(chain) = next else {
                     break;
                 };
@@ -342,7 +362,12 @@ impl VmBackend {
         Ok(())
     }
 
-    fn process_chain(&self, vring: &VringRwLock, mem: &Mem, chain: DescriptorChain<Mem>) -> Outcome {
+    fn process_chain(
+        &self,
+        vring: &VringRwLock,
+        mem: &Mem,
+        chain: DescriptorChain<Mem>,
+    ) -> Outcome {
         let Some(walk) = Walk::new(chain) else {
             warn!("{}: malformed descriptor chain ignored", self.vm.name);
             return Outcome::Used(0);
@@ -390,7 +415,12 @@ impl VmBackend {
         }
     }
 
-    fn do_create(&self, mem: &Mem, input: &mut RequestReader<'_>, out: &ResponseWriter<'_>) -> Result<u32, Status> {
+    fn do_create(
+        &self,
+        mem: &Mem,
+        input: &mut RequestReader<'_>,
+        out: &ResponseWriter<'_>,
+    ) -> Result<u32, Status> {
         let body: CreateReq = input.read_obj(mem)?;
         let nr = u32::from_le(body.nr_segs);
         let size = u64::from_le(body.size);
@@ -411,7 +441,12 @@ impl VmBackend {
         Ok(out.write(mem, resp.as_slice()))
     }
 
-    fn do_lookup(&self, mem: &Mem, input: &mut RequestReader<'_>, out: &ResponseWriter<'_>) -> Result<u32, Status> {
+    fn do_lookup(
+        &self,
+        mem: &Mem,
+        input: &mut RequestReader<'_>,
+        out: &ResponseWriter<'_>,
+    ) -> Result<u32, Status> {
         if !self.import_negotiated() {
             return Err(Status::Unsupported);
         }
@@ -426,7 +461,12 @@ impl VmBackend {
         Ok(out.write(mem, resp.as_slice()))
     }
 
-    fn do_attach(&self, mem: &Mem, input: &mut RequestReader<'_>, out: &ResponseWriter<'_>) -> Result<u32, Status> {
+    fn do_attach(
+        &self,
+        mem: &Mem,
+        input: &mut RequestReader<'_>,
+        out: &ResponseWriter<'_>,
+    ) -> Result<u32, Status> {
         if !self.import_negotiated() {
             return Err(Status::Unsupported);
         }
@@ -476,7 +516,12 @@ impl VmBackend {
 
     /// Completion of a parked START: write the status, mark the chain used, notify — unless the
     /// device was reset since (then the ring is not ours to touch any more).
-    fn parked_completion(&self, vring: VringRwLock, head: u16, writable: Vec<(u64, u32)>) -> Completion {
+    fn parked_completion(
+        &self,
+        vring: VringRwLock,
+        head: u16,
+        writable: Vec<(u64, u32)>,
+    ) -> Completion {
         let vm = self.vm.clone();
         let epoch = vm.epoch.load(Ordering::SeqCst);
         Box::new(move |status| {
@@ -556,7 +601,10 @@ impl VhostUserBackend for DmabufBackend {
         if queue_index == u32::from(wire::REQUEST_QUEUE) {
             // The front-end stops the device when the driver resets it or the VM stops: the
             // driver's buffers are gone with it (spec section 10).
-            debug!("{}: request queue stopped, releasing the VM's state", self.0.vm.name);
+            debug!(
+                "{}: request queue stopped, releasing the VM's state",
+                self.0.vm.name
+            );
             self.0.registry.reset_domain(self.0.vm.domain, false);
         }
         Ok(())
@@ -573,7 +621,12 @@ impl VhostUserBackend for DmabufBackend {
             return Ok(());
         }
         {
-            let mut r = self.0.rings.vrings.lock().unwrap_or_else(|e| e.into_inner());
+            let mut r = self
+                .0
+                .rings
+                .vrings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if r.is_none() {
                 *r = Some(vrings.to_vec());
             }

@@ -251,11 +251,15 @@ impl Vm {
         })
     }
 
-    /// Guest-physical scratch space for one request (reused once nothing is outstanding).
-    pub fn scratch(&mut self, len: u64) -> Result<u64, HarnessError> {
+    /// Start a new request: scratch space is reused once nothing is outstanding.
+    fn rewind_scratch(&mut self) {
         if self.outstanding == 0 {
             self.scratch_next = SCRATCH;
         }
+    }
+
+    /// Guest-physical scratch space, valid until no request is outstanding any more.
+    pub fn scratch(&mut self, len: u64) -> Result<u64, HarnessError> {
         let at = (self.scratch_next + 63) & !63;
         if at + len > SCRATCH + SCRATCH_LEN {
             return Err(HarnessError::OutOfGuestMemory);
@@ -297,6 +301,7 @@ impl Vm {
         resp_len: u32,
         chunk: usize,
     ) -> Result<Vec<u8>, HarnessError> {
+        self.rewind_scratch();
         let req_gpa = self.scratch(request.len() as u64)?;
         let resp_gpa = self.scratch(u64::from(resp_len).max(1))?;
         self.ram.write(req_gpa, request)?;
@@ -550,6 +555,7 @@ impl Vm {
         timeout_ms: u32,
     ) -> Result<Pending, HarnessError> {
         let r = Self::sync_request(uuid, offset, len, flags, timeout_ms);
+        self.rewind_scratch();
         let req_gpa = self.scratch(r.len() as u64)?;
         let resp = self.scratch(8)?;
         self.ram.write(req_gpa, &r)?;

@@ -1209,3 +1209,59 @@ fn timeout_thread(reg: Weak<Registry>) {
         }
     }
 }
+
+// -------------------------------------------------------------------- in-process consumers
+
+/// A host consumer living in the daemon's process (access path (a)): it brackets its CPU access
+/// like any other domain and then sees the buffer's origin in place — a guest's own pages or the
+/// host file — without a copy. Its accesses are released when it is dropped.
+pub struct HostSession {
+    registry: Arc<Registry>,
+    domain: DomainId,
+}
+
+impl HostSession {
+    /// A new domain on `registry`.
+    pub fn new(registry: &Arc<Registry>) -> HostSession {
+        HostSession {
+            registry: registry.clone(),
+            domain: registry.add_host_domain(),
+        }
+    }
+
+    /// Begin CPU access, waiting at most `timeout_ms` (0: the daemon default).
+    pub fn begin(&self, uuid: &Uuid, offset: u64, len: u64, write: bool, timeout_ms: u32) -> Result<(), Status> {
+        match self.registry.host_begin(self.domain, uuid, offset, len, write, timeout_ms) {
+            Status::Ok => Ok(()),
+            s => Err(s),
+        }
+    }
+
+    /// End CPU access.
+    pub fn end(&self, uuid: &Uuid, offset: u64, len: u64, write: bool) -> Result<(), Status> {
+        match self.registry.host_end(self.domain, uuid, offset, len, write) {
+            Status::Ok => Ok(()),
+            s => Err(s),
+        }
+    }
+
+    /// Run `f` over the bytes of a range this session holds, in place (zero copy).
+    pub fn with_range<R>(
+        &self,
+        uuid: &Uuid,
+        offset: u64,
+        len: u64,
+        write: bool,
+        f: impl FnOnce(&[VolatileSlice<'_, ()>]) -> R,
+    ) -> Result<R, Status> {
+        let r = self.registry.with_held_range(self.domain, uuid, offset, len, write, f)?;
+        self.registry.stats.zero_copy_bytes.fetch_add(len, Ordering::Relaxed);
+        Ok(r)
+    }
+}
+
+impl Drop for HostSession {
+    fn drop(&mut self) {
+        self.registry.reset_domain(self.domain, true);
+    }
+}

@@ -91,7 +91,10 @@ impl HostFile {
             return Err(last_error("fstatfs"));
         }
         let meta = file.metadata().map_err(|e| HostFileError::Io("fstat", e))?;
-        let (kind, file_size) = if i64::from(sfs.f_type) == DMA_BUF_MAGIC {
+        // `f_type`'s integer type differs between architectures.
+        #[allow(clippy::useless_conversion)]
+        let is_dmabuf = i64::from(sfs.f_type) == DMA_BUF_MAGIC;
+        let (kind, file_size) = if is_dmabuf {
             // SAFETY: lseek on an fd we own; the return value is checked.
             let end = unsafe { libc::lseek(fd, 0, libc::SEEK_END) };
             if end < 0 {

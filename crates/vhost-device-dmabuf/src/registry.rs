@@ -1105,7 +1105,7 @@ impl Registry {
     pub fn list(&self) -> Vec<BufInfo> {
         let bufs: Vec<Arc<Buffer>> = lock(&self.inner).buffers.values().cloned().collect();
         let mut out: Vec<BufInfo> = bufs.iter().map(|b| describe(b)).collect();
-        out.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+        out.sort_by_key(|i| i.uuid);
         out
     }
 
@@ -1230,8 +1230,18 @@ impl HostSession {
     }
 
     /// Begin CPU access, waiting at most `timeout_ms` (0: the daemon default).
-    pub fn begin(&self, uuid: &Uuid, offset: u64, len: u64, write: bool, timeout_ms: u32) -> Result<(), Status> {
-        match self.registry.host_begin(self.domain, uuid, offset, len, write, timeout_ms) {
+    pub fn begin(
+        &self,
+        uuid: &Uuid,
+        offset: u64,
+        len: u64,
+        write: bool,
+        timeout_ms: u32,
+    ) -> Result<(), Status> {
+        match self
+            .registry
+            .host_begin(self.domain, uuid, offset, len, write, timeout_ms)
+        {
             Status::Ok => Ok(()),
             s => Err(s),
         }
@@ -1239,7 +1249,10 @@ impl HostSession {
 
     /// End CPU access.
     pub fn end(&self, uuid: &Uuid, offset: u64, len: u64, write: bool) -> Result<(), Status> {
-        match self.registry.host_end(self.domain, uuid, offset, len, write) {
+        match self
+            .registry
+            .host_end(self.domain, uuid, offset, len, write)
+        {
             Status::Ok => Ok(()),
             s => Err(s),
         }
@@ -1254,8 +1267,13 @@ impl HostSession {
         write: bool,
         f: impl FnOnce(&[VolatileSlice<'_, ()>]) -> R,
     ) -> Result<R, Status> {
-        let r = self.registry.with_held_range(self.domain, uuid, offset, len, write, f)?;
-        self.registry.stats.zero_copy_bytes.fetch_add(len, Ordering::Relaxed);
+        let r = self
+            .registry
+            .with_held_range(self.domain, uuid, offset, len, write, f)?;
+        self.registry
+            .stats
+            .zero_copy_bytes
+            .fetch_add(len, Ordering::Relaxed);
         Ok(r)
     }
 }

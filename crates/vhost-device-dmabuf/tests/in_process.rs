@@ -15,7 +15,10 @@ use virtio_dmabuf_proto::Status;
 
 #[test]
 fn in_process_consumer_sees_guest_pages_without_a_copy() {
-    let registry = Registry::new(Limits { sync_timeout: Duration::from_secs(3), ..Limits::default() });
+    let registry = Registry::new(Limits {
+        sync_timeout: Duration::from_secs(3),
+        ..Limits::default()
+    });
     let dir = std::env::temp_dir().join(format!("dmabuf-inproc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("vm1.sock");
@@ -33,9 +36,18 @@ fn in_process_consumer_sees_guest_pages_without_a_copy() {
     let session = HostSession::new(&registry);
     // The guest holds write access: the host's read waits and, bounded, times out.
     assert_eq!(vm.sync(&uuid, 0, size, sf::WRITE, 0).unwrap(), Status::Ok);
-    assert_eq!(session.begin(&uuid, 0, size, false, 100), Err(Status::Timeout));
-    assert_eq!(session.with_range(&uuid, 0, size, false, |_| ()), Err(Status::NotHeld));
-    assert_eq!(vm.sync(&uuid, 0, size, sf::WRITE | sf::END, 0).unwrap(), Status::Ok);
+    assert_eq!(
+        session.begin(&uuid, 0, size, false, 100),
+        Err(Status::Timeout)
+    );
+    assert_eq!(
+        session.with_range(&uuid, 0, size, false, |_| ()),
+        Err(Status::NotHeld)
+    );
+    assert_eq!(
+        vm.sync(&uuid, 0, size, sf::WRITE | sf::END, 0).unwrap(),
+        Status::Ok
+    );
 
     let before = registry.stats.copied_bytes.load(Ordering::Relaxed);
     session.begin(&uuid, 0, size, false, 0).unwrap();
@@ -53,18 +65,30 @@ fn in_process_consumer_sees_guest_pages_without_a_copy() {
         .unwrap();
     session.end(&uuid, 0, size, false).unwrap();
     assert_eq!(seen, data, "byte for byte");
-    assert_eq!(registry.stats.copied_bytes.load(Ordering::Relaxed) - before, 0, "zero copies in the daemon");
+    assert_eq!(
+        registry.stats.copied_bytes.load(Ordering::Relaxed) - before,
+        0,
+        "zero copies in the daemon"
+    );
 
     // Writing in place is seen by the guest; a write held by the host blocks the guest.
     session.begin(&uuid, 10, 5, true, 0).unwrap();
     let p = vm.sync_async(&uuid, 0, PAGE, sf::READ, 0).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(vm.try_pending(&p).unwrap(), None);
-    session.with_range(&uuid, 10, 5, true, |s| s[0].copy_from(b"hello")).unwrap();
+    session
+        .with_range(&uuid, 10, 5, true, |s| s[0].copy_from(b"hello"))
+        .unwrap();
     session.end(&uuid, 10, 5, true).unwrap();
-    assert_eq!(vm.wait_pending(&p, Duration::from_secs(5)).unwrap(), Status::Ok);
+    assert_eq!(
+        vm.wait_pending(&p, Duration::from_secs(5)).unwrap(),
+        Status::Ok
+    );
     assert_eq!(vm.read_buffer(&buf, 10, 5).unwrap(), b"hello");
-    assert_eq!(vm.sync(&uuid, 0, PAGE, sf::READ | sf::END, 0).unwrap(), Status::Ok);
+    assert_eq!(
+        vm.sync(&uuid, 0, PAGE, sf::READ | sf::END, 0).unwrap(),
+        Status::Ok
+    );
     // Dropping a session releases what it held.
     session.begin(&uuid, 0, 1, true, 0).unwrap();
     drop(session);

@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! What sharing a buffer costs, next to the floor no implementation can beat, in the same run.
+//!
+//! The daemon library runs in this process and serves a harness VM over a real vhost-user Unix
+//! socket with real eventfds and memfd guest RAM (the same code as the binary; in-process so the
+//! daemon's own copy counters can be read). Ours and the floor are measured in interleaved rounds
+//! and reported as medians, because shared machines are noisy (docs/performance.md).
+//!
+//! `BENCH_ROUNDS` (default 15) scales the run.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dmabuf_harness::ram::PAGE;
+use dmabuf_harness::{Vm, VmOptions};
+use vhost_device_dmabuf::daemon::{bind_vm_socket, serve_vm};
+use vhost_device_dmabuf::hostfile::sealed_memfd;
+use vhost_device_dmabuf::registry::{HostSession, Limits, Registry};
+use virtio_dmabuf_proto::virtio::sync_flags as sf;
+use virtio_dmabuf_proto::Status;
+use vmm_sys_util::eventfd::EventFd;
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    pct(v, 0.5)
+}
+
+/// Two threads bouncing a token through two eventfds: one round trip per iteration, in ns.
+struct PingPong {
+    to: Arc<EventFd>,
+    back: Arc<EventFd>,
+}
+
+impl PingPong {
+    fn new() -> PingPong {
+        let to = Arc::new(EventFd::new(0).unwrap());
+        let back = Arc::new(EventFd::new(0).unwrap());
+        let (t, b) = (to.clone(), back.clone());
+        std::thread::spawn(move || loop {
+            if t.read().is_err() {
+                return;
+            }
+            if b.write(1).is_err() {
+                return;
+            }
+        });
+        PingPong { to, back }
+    }
+
+    fn rtt(&self, n: usize, out: &mut Vec<f64>) {
+        for _ in 0..n {
+            let t = Instant::now();
+            self.to.write(1).unwrap();
+            self.back.read().unwrap();
+            out.push(t.elapsed().as_nanos() as f64);
+        }
+    }
+}
+
+/// Bytes per second of one memcpy of `len` bytes (median of a few, pages pre-faulted).
+fn memcpy_bps(src: &[u8], dst: &mut [u8], reps: usize) -> f64 {
+    let mut v = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        dst.copy_from_slice(src);
+        std::hint::black_box(&dst);
+        v.push(src.len() as f64 / t.elapsed().as_secs_f64());
+    }
+    median(&mut v)
+}
+
+fn start_daemon(tag: &str) -> (Arc<Registry>, std::path::PathBuf) {
+    let registry = Registry::new(Limits {
+        sync_timeout: Duration::from_secs(10),
+        ..Limits::default()
+    });
+    let dir = std::env::temp_dir().join(format!("dmabuf-bench-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("vm.sock");
+    let listener = bind_vm_socket(&sock).unwrap();
+    let reg = registry.clone();
+    std::thread::spawn(move || serve_vm(&reg, "bench", listener));
+    (registry, sock)
+}
+
+fn ok(s: Status) {
+    assert_eq!(s, Status::Ok);
+}
+
+fn main() {
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let (registry, sock) = start_daemon("main");
+    let opts = VmOptions {
+        ram_size: (3 << 30) + (512 << 20),
+        ..VmOptions::default()
+    };
+    let mut vm = Vm::connect(&sock, opts).unwrap();
+    println!("virtio-dmabuf benchmarks ({rounds} rounds, medians of rounds; ratios: ours / floor)");
+    println!();
+
+    // ---------------------------------------------------------------- round trips
+    let buf = vm.alloc_buffer(PAGE, false).unwrap();
+    let u = vm.create_buffer(&buf, 0).unwrap().unwrap();
+    let pp = PingPong::new();
+    let (mut floor, mut begin, mut end, mut pair) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        pp.rtt(500, &mut floor);
+        for _ in 0..250 {
+            let t0 = Instant::now();
+            ok(vm.sync(&u, 0, PAGE, sf::READ, 0).unwrap());
+            let t1 = Instant::now();
+            ok(vm.sync(&u, 0, PAGE, sf::READ | sf::END, 0).unwrap());
+            let t2 = Instant::now();
+            begin.push((t1 - t0).as_nanos() as f64);
+            end.push((t2 - t1).as_nanos() as f64);
+            pair.push((t2 - t0).as_nanos() as f64);
+        }
+    }
+    let mut per_req: Vec<f64> = begin.iter().chain(end.iter()).copied().collect();
+    let (f50, f99) = (pct(&mut floor, 0.5), pct(&mut floor, 0.99));
+    let (r50, r99) = (pct(&mut per_req, 0.5), pct(&mut per_req, 0.99));
+    let (p50, p99) = (pct(&mut pair, 0.5), pct(&mut pair, 0.99));
+    println!("round trips (ns)                          p50        p99");
+    println!("  floor: eventfd ping-pong          {f50:>10.0} {f99:>10.0}");
+    println!(
+        "  SYNC request (START or END, 4 KiB){r50:>10.0} {r99:>10.0}   ratio p50 {:.2} p99 {:.2}",
+        r50 / f50,
+        r99 / f99
+    );
+    println!("  SYNC START+END pair               {p50:>10.0} {p99:>10.0}   vs 2 floors: p50 {:.2} p99 {:.2}", p50 / (2.0 * f50), p99 / (2.0 * f99));
+    let rtt_p50_ratio = r50 / f50;
+    let rtt_p99_ratio = r99 / f99;
+    ok(vm.release(&u).unwrap());
+
+    // ---------------------------------------------------------------- host-backed sync copies
+    println!();
+    println!(
+        "host-backed sync vs memcpy (GB/s)        memcpy   START READ  ratio    END WRITE  ratio"
+    );
+    let mut copy_ratio = [0f64; 3];
+    for (i, &size) in [4096u64, 1 << 20, 64 << 20].iter().enumerate() {
+        let file = sealed_memfd("bench-host", size).unwrap();
+        let host = registry
+            .share(file.try_clone().unwrap(), size, 0, Vec::new())
+            .unwrap();
+        let copy = vm.alloc_buffer(size, false).unwrap();
+        ok(vm.attach(&host, &copy).unwrap());
+        let src = vec![0x5au8; size as usize];
+        let mut dst = vec![0u8; size as usize];
+        let reps = if size > (8 << 20) { 3 } else { 50 };
+        let (mut mc, mut rd, mut wr) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            mc.push(memcpy_bps(&src, &mut dst, reps));
+            let mut r = Vec::new();
+            let mut w = Vec::new();
+            for _ in 0..reps {
+                let t = Instant::now();
+                ok(vm.sync(&host, 0, size, sf::READ, 0).unwrap());
+                r.push(size as f64 / t.elapsed().as_secs_f64());
+                ok(vm.sync(&host, 0, size, sf::READ | sf::END, 0).unwrap());
+                ok(vm.sync(&host, 0, size, sf::WRITE, 0).unwrap());
+                let t = Instant::now();
+                ok(vm.sync(&host, 0, size, sf::WRITE | sf::END, 0).unwrap());
+                w.push(size as f64 / t.elapsed().as_secs_f64());
+            }
+            rd.push(median(&mut r));
+            wr.push(median(&mut w));
+        }
+        let (m, r, w) = (median(&mut mc), median(&mut rd), median(&mut wr));
+        copy_ratio[i] = r / m;
+        let label = match size {
+            4096 => "4 KiB",
+            0x100000 => "1 MiB",
+            _ => "64 MiB",
+        };
+        println!(
+            "  {label:<36} {:>8.2} {:>11.2} {:>6.2} {:>12.2} {:>6.2}",
+            m / 1e9,
+            r / 1e9,
+            r / m,
+            w / 1e9,
+            w / m
+        );
+        ok(vm.release(&host).unwrap());
+        registry.revoke(&host);
+        drop(file);
+    }
+
+    // ---------------------------------------------------------------- registration
+    println!();
+    let n_pages: u64 = 262_144;
+    let scattered = vm.alloc_buffer(1 << 30, true).unwrap();
+    let base = vm.pages.contiguous(n_pages).unwrap();
+    let contiguous: Vec<(u64, u64)> = (0..n_pages).map(|i| (base + i * PAGE, PAGE)).collect();
+    let (mut ns_scattered, mut ns_contig) = (Vec::new(), Vec::new());
+    let (mut heap_s, mut heap_c) = (0, 0);
+    for _ in 0..rounds.min(7) {
+        let t = Instant::now();
+        let a = vm.create(1 << 30, 0, &scattered.segs).unwrap().unwrap();
+        ns_scattered.push(t.elapsed().as_nanos() as f64 / n_pages as f64);
+        let t = Instant::now();
+        let b = vm.create(1 << 30, 0, &contiguous).unwrap().unwrap();
+        ns_contig.push(t.elapsed().as_nanos() as f64 / n_pages as f64);
+        heap_s = registry.segment_heap_bytes(&a).unwrap();
+        heap_c = registry.segment_heap_bytes(&b).unwrap();
+        ok(vm.release(&a).unwrap());
+        ok(vm.release(&b).unwrap());
+    }
+    let ns_per_page = median(&mut ns_scattered);
+    println!("registering 1 GiB as 262,144 x 4 KiB pages (CREATE round trip, 4 MiB segment list)");
+    println!("  scattered pages:  {ns_per_page:>7.1} ns/page   daemon memory for the list: {heap_s} bytes");
+    println!(
+        "  contiguous pages: {:>7.1} ns/page   daemon memory for the list: {heap_c} bytes",
+        median(&mut ns_contig)
+    );
+
+    // ---------------------------------------------------------------- host consumers of guest pages
+    println!();
+    let size: u64 = 64 << 20;
+    let gbuf = vm.alloc_buffer(size, false).unwrap();
+    vm.write_buffer(&gbuf, 0, &vec![0x33; size as usize])
+        .unwrap();
+    let gu = vm.create_buffer(&gbuf, 0).unwrap().unwrap();
+    let session = HostSession::new(&registry);
+    let mut sink = vec![0u8; size as usize];
+    let before = registry.stats.copied_bytes.load(Ordering::Relaxed);
+    let (mut inproc, mut onecopy, mut mc) = (Vec::new(), Vec::new(), Vec::new());
+    let target = sealed_memfd("bench-target", size).unwrap();
+    let src = vec![0x5au8; size as usize];
+    for _ in 0..rounds.min(7) {
+        mc.push(memcpy_bps(&src, &mut sink, 3));
+        session.begin(&gu, 0, size, false, 0).unwrap();
+        let t = Instant::now();
+        // The consumer reads the guest's pages in place (here: a checksum pass over them).
+        let sum = session
+            .with_range(&gu, 0, size, false, |slices| {
+                let mut acc = 0u64;
+                for s in slices {
+                    let p = s.ptr_guard();
+                    let bytes = s.len();
+                    // One byte per page: the pages are reached in place, nothing is copied.
+                    for off in (0..bytes).step_by(4096) {
+                        // SAFETY: `off < bytes`, inside the slice, which stays mapped while `p`
+                        // lives; a volatile read of one byte.
+                        acc += u64::from(unsafe { std::ptr::read_volatile(p.as_ptr().add(off)) });
+                    }
+                }
+                acc
+            })
+            .unwrap();
+        inproc.push(size as f64 / t.elapsed().as_secs_f64());
+        std::hint::black_box(sum);
+        session.end(&gu, 0, size, false).unwrap();
+    }
+    let copied_in_process = registry.stats.copied_bytes.load(Ordering::Relaxed) - before;
+    // The one-copy fallback: the range copied into a memfd the client supplies.
+    let ctl_domain = registry.add_host_domain();
+    for _ in 0..rounds.min(7) {
+        assert_eq!(
+            registry.host_begin(ctl_domain, &gu, 0, size, false, 0),
+            Status::Ok
+        );
+        let t = Instant::now();
+        let s = registry.host_read_into(ctl_domain, &gu, 0, size, target.try_clone().unwrap(), 0);
+        onecopy.push(size as f64 / t.elapsed().as_secs_f64());
+        assert_eq!(s, Status::Ok);
+        assert_eq!(
+            registry.host_end(ctl_domain, &gu, 0, size, false),
+            Status::Ok
+        );
+    }
+    let udmabuf = match registry.export_udmabuf(&gu) {
+        Ok(f) => format!("available (fd {})", f.as_raw_fd()),
+        Err(s) => format!("unavailable here ({s}: no /dev/udmabuf)"),
+    };
+    let m = median(&mut mc);
+    println!("host consumer of a 64 MiB guest buffer          GB/s   vs memcpy   bytes the daemon copied");
+    println!(
+        "  (a) in process, in place (page-touch pass) {:>8.2}      —        {copied_in_process}",
+        median(&mut inproc) / 1e9
+    );
+    println!("  (b) udmabuf export                          {udmabuf}");
+    let oc = median(&mut onecopy);
+    println!(
+        "  (c) one copy into the client's memfd       {:>8.2}   {:>6.2}       {size} per read",
+        oc / 1e9,
+        oc / m
+    );
+    println!(
+        "  floor: memcpy 64 MiB                       {:>8.2}",
+        m / 1e9
+    );
+    registry.reset_domain(ctl_domain, true);
+
+    println!();
+    println!(
+        "bench: rtt_p50_ratio={rtt_p50_ratio:.2} rtt_p99_ratio={rtt_p99_ratio:.2} copy_ratio_4k={:.3} copy_ratio_1m={:.2} copy_ratio_64m={:.2} ns_per_page={ns_per_page:.1} copied_bytes_guest_read={copied_in_process}",
+        copy_ratio[0], copy_ratio[1], copy_ratio[2]
+    );
+}

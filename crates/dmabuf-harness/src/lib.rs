@@ -94,6 +94,15 @@ pub struct GuestBuffer {
     pub size: u64,
 }
 
+/// A request written to guest memory, ready to submit (see [`Vm::stage`]).
+#[derive(Debug)]
+pub struct Staged {
+    bufs: Vec<Buf>,
+    table: Option<u64>,
+    resp: u64,
+    resp_len: u32,
+}
+
 /// A SYNC START left waiting in the device.
 #[derive(Debug)]
 pub struct Pending {
@@ -301,9 +310,21 @@ impl Vm {
         resp_len: u32,
         chunk: usize,
     ) -> Result<Vec<u8>, HarnessError> {
+        let staged = self.stage(request, resp_len, chunk)?;
+        self.send_staged(&staged)
+    }
+
+    /// Write a request and its descriptor list into guest memory without submitting it, so that
+    /// a benchmark can time the device alone.
+    pub fn stage(
+        &mut self,
+        request: &[u8],
+        resp_len: u32,
+        chunk: usize,
+    ) -> Result<Staged, HarnessError> {
         self.rewind_scratch();
         let req_gpa = self.scratch(request.len() as u64)?;
-        let resp_gpa = self.scratch(u64::from(resp_len).max(1))?;
+        let resp = self.scratch(u64::from(resp_len).max(1))?;
         self.ram.write(req_gpa, request)?;
         let mut bufs: Vec<Buf> = request
             .chunks(chunk.max(1))
@@ -319,22 +340,37 @@ impl Vm {
             .collect();
         if resp_len > 0 {
             bufs.push(Buf {
-                addr: resp_gpa,
+                addr: resp,
                 len: resp_len,
                 write: true,
             });
         }
-        let head = if bufs.len() + 1 > self.req.free_descriptors() {
-            let table = self.scratch(bufs.len() as u64 * 16)?;
-            let h = self.req.add_indirect(&self.ram, table, &bufs)?;
-            self.outstanding += 1;
-            h
+        let table = if bufs.len() + 1 > self.req.free_descriptors() {
+            Some(self.scratch(bufs.len() as u64 * 16)?)
         } else {
-            self.submit(&bufs)?
+            None
+        };
+        Ok(Staged {
+            bufs,
+            table,
+            resp,
+            resp_len,
+        })
+    }
+
+    /// Submit a staged request and wait for its response.
+    pub fn send_staged(&mut self, s: &Staged) -> Result<Vec<u8>, HarnessError> {
+        let head = match s.table {
+            Some(table) => {
+                let h = self.req.add_indirect(&self.ram, table, &s.bufs)?;
+                self.outstanding += 1;
+                h
+            }
+            None => self.submit(&s.bufs)?,
         };
         let len = self.wait_head(head, self.opts.timeout)?;
-        let mut out = vec![0u8; len.min(resp_len) as usize];
-        self.ram.read(resp_gpa, &mut out)?;
+        let mut out = vec![0u8; len.min(s.resp_len) as usize];
+        self.ram.read(s.resp, &mut out)?;
         Ok(out)
     }
 

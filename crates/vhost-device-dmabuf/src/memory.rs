@@ -96,36 +96,11 @@ impl SegList {
     where
         I: IntoIterator<Item = (u64, u64)>,
     {
-        let mut runs: Vec<Run> = Vec::new();
-        let mut total: u64 = 0;
-        for (index, (addr, len)) in segs.into_iter().enumerate() {
-            if len == 0 {
-                return Err(MemError::ZeroLength(index));
-            }
-            // Every segment's end fits in 64 bits, so a coalesced run's end does too.
-            addr.checked_add(len)
-                .ok_or(MemError::Overflow { index, addr, len })?;
-            match runs.last_mut() {
-                Some(last) if last.gpa + last.len == addr => last.len += len,
-                _ => runs.push(Run {
-                    offset: total,
-                    gpa: addr,
-                    len,
-                }),
-            }
-            total = total.saturating_add(len);
+        let mut b = SegListBuilder::default();
+        for (addr, len) in segs {
+            b.push(addr, len)?;
         }
-        if total != size || runs.is_empty() {
-            return Err(MemError::SizeMismatch {
-                expected: size,
-                actual: total,
-            });
-        }
-        for run in &runs {
-            check_ram(mem, run.gpa, run.len)?;
-        }
-        runs.shrink_to_fit();
-        Ok(SegList { runs, size })
+        b.finish(size, mem)
     }
 
     /// Buffer size in bytes.
@@ -174,6 +149,68 @@ impl SegList {
             pos += take;
         }
         Ok(out)
+    }
+}
+
+/// Accumulates a segment list as it is read, coalescing as it goes, so a long list never
+/// exists in memory twice.
+#[derive(Debug, Default)]
+pub struct SegListBuilder {
+    runs: Vec<Run>,
+    total: u64,
+    count: usize,
+}
+
+impl SegListBuilder {
+    /// A builder expecting about `n` segments (reserves address space, touches nothing).
+    pub fn with_capacity(n: usize) -> SegListBuilder {
+        SegListBuilder {
+            runs: Vec::with_capacity(n),
+            total: 0,
+            count: 0,
+        }
+    }
+
+    /// Add the next segment.
+    pub fn push(&mut self, addr: u64, len: u64) -> Result<(), MemError> {
+        let index = self.count;
+        self.count += 1;
+        if len == 0 {
+            return Err(MemError::ZeroLength(index));
+        }
+        // Every segment's end fits in 64 bits, so a coalesced run's end does too.
+        addr.checked_add(len)
+            .ok_or(MemError::Overflow { index, addr, len })?;
+        match self.runs.last_mut() {
+            Some(last) if last.gpa + last.len == addr => last.len += len,
+            _ => self.runs.push(Run {
+                offset: self.total,
+                gpa: addr,
+                len,
+            }),
+        }
+        self.total = self.total.saturating_add(len);
+        Ok(())
+    }
+
+    /// Check the sum against `size` and every run against guest memory.
+    pub fn finish(mut self, size: u64, mem: &GuestMem) -> Result<SegList, MemError> {
+        if self.total != size || self.runs.is_empty() {
+            return Err(MemError::SizeMismatch {
+                expected: size,
+                actual: self.total,
+            });
+        }
+        for run in &self.runs {
+            check_ram(mem, run.gpa, run.len)?;
+        }
+        if self.runs.capacity() > self.runs.len() + self.runs.len() / 8 {
+            self.runs.shrink_to_fit();
+        }
+        Ok(SegList {
+            runs: self.runs,
+            size,
+        })
     }
 }
 

@@ -23,7 +23,7 @@ use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, VolatileSlice};
 
 use crate::arbiter::{Access, Arbiter, Begin, DomainId, Grants, Ticket};
 use crate::hostfile::{HostFile, HostKind};
-use crate::memory::{check_range, copy_slices, GuestMem, MemError, SegList};
+use crate::memory::{check_range, copy_slices, GuestMem, MemError, SegList, SegListBuilder};
 
 /// Called once with the final status of a parked begin.
 pub type Completion = Box<dyn FnOnce(Status) + Send>;
@@ -392,20 +392,17 @@ impl Registry {
         vm: &Arc<VmHandle>,
         size: u64,
         flags: u32,
-        segs: &[(u64, u64)],
+        segs: SegListBuilder,
     ) -> Result<Uuid, Status> {
         if flags & !buf_flags::CREATE_MASK != 0 {
             return Err(Status::InvalidRequest);
         }
-        if size == 0 || segs.is_empty() {
+        if size == 0 {
             return Err(Status::InvalidSize);
-        }
-        if segs.len() > self.limits.max_segments as usize {
-            return Err(Status::TooManySegments);
         }
         let list = {
             let mem = vm.mem.memory();
-            SegList::build(segs.iter().copied(), size, &mem).map_err(|e| e.status())?
+            segs.finish(size, &mem).map_err(|e| e.status())?
         };
         let mut inner = lock(&self.inner);
         let runs = list.runs() as u64;
@@ -477,7 +474,7 @@ impl Registry {
         &self,
         vm: &Arc<VmHandle>,
         uuid: &Uuid,
-        segs: &[(u64, u64)],
+        segs: SegListBuilder,
     ) -> Result<(), Status> {
         let buf = self.buffer(uuid).ok_or(Status::NotFound)?;
         if !self.visible_to_vm(&buf, vm) {
@@ -486,15 +483,9 @@ impl Registry {
         if buf.owner == Owner::Vm(vm.domain) {
             return Err(Status::AlreadyExists);
         }
-        if segs.is_empty() {
-            return Err(Status::InvalidSize);
-        }
-        if segs.len() > self.limits.max_segments as usize {
-            return Err(Status::TooManySegments);
-        }
         let list = {
             let mem = vm.mem.memory();
-            SegList::build(segs.iter().copied(), buf.size, &mem).map_err(|e| e.status())?
+            segs.finish(buf.size, &mem).map_err(|e| e.status())?
         };
         let runs = list.runs() as u64;
         let mut inner = lock(&self.inner);

@@ -32,7 +32,7 @@ use vmm_sys_util::event::{
     new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
 };
 
-use crate::memory::GuestMem;
+use crate::memory::{GuestMem, SegListBuilder};
 use crate::registry::{BeginResult, Completion, GuestPort, Registry, VmHandle};
 
 /// Queue size the backend accepts (QEMU's generic device defaults to 64).
@@ -190,20 +190,24 @@ impl<'a> RequestReader<'a> {
         Ok(v)
     }
 
-    /// `n` little-endian segments as `(addr, len)` pairs.
-    fn read_segments(&mut self, mem: &GuestMem, n: usize) -> Result<Vec<(u64, u64)>, Status> {
-        let mut raw = vec![0u8; n.checked_mul(16).ok_or(Status::TooManySegments)?];
-        self.read(mem, &mut raw)?;
-        Ok(raw
-            .chunks_exact(16)
-            .map(|c| {
-                let mut a = [0u8; 8];
-                let mut l = [0u8; 8];
-                a.copy_from_slice(&c[..8]);
-                l.copy_from_slice(&c[8..]);
-                (u64::from_le_bytes(a), u64::from_le_bytes(l))
-            })
-            .collect())
+    /// Read `n` little-endian segments into a builder, 64 KiB at a time.
+    fn read_segments(&mut self, mem: &GuestMem, n: usize) -> Result<SegListBuilder, Status> {
+        const CHUNK: usize = 4096;
+        let mut b = SegListBuilder::with_capacity(n);
+        let mut raw = vec![0u8; CHUNK.min(n) * 16];
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(CHUNK);
+            self.read(mem, &mut raw[..k * 16])?;
+            for c in raw[..k * 16].chunks_exact(16) {
+                let (a, l) = c.split_at(8);
+                let addr = u64::from_le_bytes(a.try_into().unwrap_or_default());
+                let len = u64::from_le_bytes(l.try_into().unwrap_or_default());
+                b.push(addr, len).map_err(|e| e.status())?;
+            }
+            left -= k;
+        }
+        Ok(b)
     }
 }
 
@@ -433,7 +437,7 @@ impl VmBackend {
         let segs = input.read_segments(mem, nr as usize)?;
         let uuid = self
             .registry
-            .create(&self.vm, size, u32::from_le(body.flags), &segs)?;
+            .create(&self.vm, size, u32::from_le(body.flags), segs)?;
         let resp = CreateResp {
             hdr: RespHdr::new(Status::Ok),
             uuid,
@@ -482,7 +486,7 @@ impl VmBackend {
             return Err(Status::TooManySegments);
         }
         let segs = input.read_segments(mem, nr as usize)?;
-        self.registry.attach(&self.vm, &body.uuid, &segs)?;
+        self.registry.attach(&self.vm, &body.uuid, segs)?;
         Ok(out.write(mem, RespHdr::new(Status::Ok).as_slice()))
     }
 

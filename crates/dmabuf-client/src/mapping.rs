@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! Reading a dma-buf (the udmabuf EXPORT returns) through a read-only mapping.
+//!
+//! A dma-buf is mapped like a file; CPU reads of it are bracketed with `DMA_BUF_IOCTL_SYNC`
+//! (start, then end) so the exporter can make the pages coherent. That bracket is the kernel's
+//! side; the daemon's BEGIN/END still arbitrate against guests and other clients.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+
+/// `DMA_BUF_IOCTL_SYNC` = `_IOW('b', 0, struct dma_buf_sync)` (one u64).
+const DMA_BUF_IOCTL_SYNC: libc::c_ulong = 0x4008_6200;
+const DMA_BUF_SYNC_READ: u64 = 1;
+const DMA_BUF_SYNC_WRITE: u64 = 2;
+const DMA_BUF_SYNC_END: u64 = 4;
+
+/// Start (`end == false`) or end a CPU access to a dma-buf.
+pub fn dma_buf_sync(file: &File, end: bool, read: bool, write: bool) -> io::Result<()> {
+    let mut flags = 0u64;
+    if read {
+        flags |= DMA_BUF_SYNC_READ;
+    }
+    if write {
+        flags |= DMA_BUF_SYNC_WRITE;
+    }
+    if end {
+        flags |= DMA_BUF_SYNC_END;
+    }
+    loop {
+        // SAFETY: DMA_BUF_IOCTL_SYNC reads one u64 from the pointer, which points at a live
+        // local; the return value is checked.
+        let r = unsafe { libc::ioctl(file.as_raw_fd(), DMA_BUF_IOCTL_SYNC, &flags) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN)) {
+            return Err(e);
+        }
+    }
+}
+
+/// Size of a dma-buf (or any seekable file) in bytes.
+pub fn file_size(file: &File) -> io::Result<u64> {
+    let mut f = file;
+    let n = f.seek(SeekFrom::End(0))?;
+    f.seek(SeekFrom::Start(0))?;
+    Ok(n)
+}
+
+/// A read-only shared mapping of the first `len` bytes of a file; unmapped on drop.
+#[derive(Debug)]
+pub struct ReadMapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl ReadMapping {
+    /// Map `len` bytes of `file` from offset 0, read-only and shared.
+    pub fn new(file: &File, len: usize) -> io::Result<ReadMapping> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map zero bytes",
+            ));
+        }
+        // SAFETY: a fresh mapping chosen by the kernel (null hint), so no existing memory is
+        // affected; the result is checked against MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(ReadMapping { ptr, len })
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never: zero-length mappings are refused).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copy mapped bytes `offset..offset + out.len()` into `out`.
+    pub fn read_at(&self, offset: usize, out: &mut [u8]) -> io::Result<()> {
+        let end = offset
+            .checked_add(out.len())
+            .filter(|&e| e <= self.len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "outside the mapping"))?;
+        debug_assert!(end <= self.len);
+        // SAFETY: `offset..end` lies inside the live mapping of `len` readable bytes (checked
+        // above), and `out` is a distinct, writable local buffer of the same length. The mapped
+        // bytes are copied, never referenced, so concurrent writers elsewhere cannot alias `out`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                out.as_mut_ptr(),
+                out.len(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ReadMapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe a mapping this struct created and still owns.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_and_reads_a_memfd() {
+        let f = crate::memfd::sealed_memfd_with("m", b"0123456789").unwrap();
+        assert_eq!(file_size(&f).unwrap(), 10);
+        let m = ReadMapping::new(&f, 10).unwrap();
+        let mut out = [0u8; 4];
+        m.read_at(3, &mut out).unwrap();
+        assert_eq!(&out, b"3456");
+        assert!(m.read_at(8, &mut out).is_err());
+        assert!(m.read_at(usize::MAX, &mut out).is_err());
+        // A memfd is not a dma-buf.
+        assert!(dma_buf_sync(&f, false, true, false).is_err());
+    }
+}

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+# (variables defined here are used by the scripts that source this file)
+# shellcheck disable=SC2034
 #
 # Shared helpers for the qemu-scripts. Source this file; do not run it.
 #
@@ -32,7 +34,7 @@ DMABUF_LOG_NAME="${DMABUF_LOG_NAME:-$(basename "${0:-qemu-scripts}")}"
 
 log() { printf '%s: %s\n' "$DMABUF_LOG_NAME" "$*" >&2; }
 warn() { printf '%s: warning: %s\n' "$DMABUF_LOG_NAME" "$*" >&2; }
-debug() { [[ "${DMABUF_VERBOSE:-0}" == 1 ]] && printf '%s: debug: %s\n' "$DMABUF_LOG_NAME" "$*" >&2 || true; }
+debug() { if [[ "${DMABUF_VERBOSE:-0}" == 1 ]]; then printf '%s: debug: %s\n' "$DMABUF_LOG_NAME" "$*" >&2; fi; }
 die() { printf '%s: error: %s\n' "$DMABUF_LOG_NAME" "$*" >&2; exit 1; }
 
 # Run a command, logging it first.

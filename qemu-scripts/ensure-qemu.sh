@@ -126,6 +126,7 @@ fi
 SRC_DIR="$DMABUF_CACHE/src/qemu_${DMABUF_QEMU_DEB_VERSION#*:}"
 ORIG_GLOB="qemu_${DMABUF_QEMU_VERSION}+ds.orig.tar.*"
 shopt -s nullglob
+# shellcheck disable=SC2206 # a glob on purpose
 orig=("$SRC_DIR"/$ORIG_GLOB)
 if ((${#orig[@]} == 0)); then
     private_apt_update
@@ -138,7 +139,8 @@ if ((${#orig[@]} == 0)); then
     }
     rm -rf "$SRC_DIR"
     mv "$SRC_DIR.tmp" "$SRC_DIR"
-    orig=("$SRC_DIR"/$ORIG_GLOB)
+    # shellcheck disable=SC2206 # a glob on purpose
+orig=("$SRC_DIR"/$ORIG_GLOB)
 fi
 shopt -u nullglob
 ((${#orig[@]} == 1)) || die "expected one $ORIG_GLOB in $SRC_DIR, found ${#orig[@]}"
@@ -155,7 +157,7 @@ start=$(date +%s)
 log "unpacking $(basename "${orig[0]}") into $WORK"
 tar -C "$WORK" -xf "${orig[0]}"
 srcdir=("$WORK"/qemu-*)
-((${#srcdir[@]} == 1)) && [[ -d "${srcdir[0]}" ]] || die "unexpected layout of ${orig[0]}"
+if ((${#srcdir[@]} != 1)) || [[ ! -d "${srcdir[0]}" ]]; then die "unexpected layout of ${orig[0]}"; fi
 cd "${srcdir[0]}"
 
 # The +ds tarball has no edk2 firmware blobs; do not try to unpack them.

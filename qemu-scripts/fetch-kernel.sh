@@ -14,7 +14,8 @@ with its headers and kbuild packages, unpack them with dpkg-deb -x into
 and print eval-able lines on stdout:
   KVER=<kernel release>      e.g. 6.12.117+deb12-amd64
   KDIR=<headers dir>         for: make -C "\$KDIR" M=\$PWD modules
-  VMLINUZ=<kernel image>
+  VMLINUZ=<kernel image>     (bzImage)
+  VMLINUX=<uncompressed ELF kernel, extracted from VMLINUZ; QEMU boots it via PVH>
   MODDIR=<root>/lib/modules/<KVER>
   KDEBVER=<Debian package version>   KROOT=<unpacked root>
 
@@ -67,40 +68,29 @@ if ((TOOLS)); then
     ensure_host_packages gcc-12 make bc dwarves libelf-dev xz-utils zstd kmod
 fi
 
-# Print "name version suite" for every candidate image, best (newest) first.
-list_candidates() {
-    local name line ver where suite
-    while read -r name _; do
-        while IFS='|' read -r _ ver where; do
-            ver="${ver// /}"
-            # where: " http://host/path suite/main amd64 Packages"
-            suite="$(awk '{print $2}' <<<"$where")"; suite="${suite%%/*}"
-            [[ -n "$SUITE" && "$suite" != "$SUITE" ]] && continue
-            [[ -n "$WANT_VERSION" && "$ver" != "$WANT_VERSION" ]] && continue
-            printf '%s %s %s\n' "$name" "$ver" "$suite"
-        done < <(papt_cache madison "$name" | grep ' Packages$' || true)
-    done < <(papt_cache search --names-only "$IMAGE_RE") | sort_by_version
-}
-
-# Sort "name version suite" lines by Debian version, newest first (dpkg semantics).
-sort_by_version() {
-    local lines=() i j t n
-    mapfile -t lines
-    n=${#lines[@]}
-    for ((i = 1; i < n; i++)); do
-        t="${lines[i]}"; j=$((i - 1))
-        while ((j >= 0)) && dpkg --compare-versions "$(cut -d' ' -f2 <<<"${lines[j]}")" lt "$(cut -d' ' -f2 <<<"$t")"; do
-            lines[j + 1]="${lines[j]}"; j=$((j - 1))
-        done
-        lines[j + 1]="$t"
-    done
-    ((n)) && printf '%s\n' "${lines[@]}"
+# Print "name version suite" of the newest candidate image (dpkg version order).
+newest_candidate() {
+    local names=() name ver where suite best="" best_ver=""
+    mapfile -t names < <(papt_cache search --names-only "$IMAGE_RE" | awk '{print $1}')
+    ((${#names[@]})) || return 0
+    while IFS='|' read -r name ver where; do
+        name="${name// /}"; ver="${ver// /}"
+        [[ "$where" == *" Packages" ]] || continue
+        # where: " http://host/path suite/main amd64 Packages"
+        suite="$(awk '{print $2}' <<<"$where")"; suite="${suite%%/*}"
+        [[ -n "$SUITE" && "$suite" != "$SUITE" ]] && continue
+        [[ -n "$WANT_VERSION" && "$ver" != "$WANT_VERSION" ]] && continue
+        if [[ -z "$best_ver" ]] || dpkg --compare-versions "$ver" gt "$best_ver"; then
+            best="$name $ver $suite"; best_ver="$ver"
+        fi
+    done < <(papt_cache madison "${names[@]}")
+    [[ -n "$best" ]] && echo "$best"
     return 0
 }
 
 emit() {
     local k v
-    for k in KVER KDIR VMLINUZ MODDIR KDEBVER KROOT; do
+    for k in KVER KDIR VMLINUZ VMLINUX MODDIR KDEBVER KROOT; do
         v="${!k}"
         if [[ "$v" =~ ^[A-Za-z0-9_./+~:-]+$ && "$v" != '~'* ]]; then
             printf '%s=%s\n' "$k" "$v"
@@ -150,7 +140,41 @@ EOF
     ((rc == 0)) || die "building a hello module against $KDIR failed"
 }
 
+# Extract the uncompressed ELF kernel from a bzImage: QEMU boots it through PVH, which
+# skips the in-guest decompressor (several seconds under TCG).
+# Layout used: setup_sects at 0x1f1, payload_offset at 0x248 and payload_length at 0x24c
+# (relative to the protected-mode code at (setup_sects + 1) * 512); xz and zstd payloads
+# end with a 4-byte uncompressed size that is not part of the compressed stream.
+extract_vmlinux() { # bzimage out
+    local bz="$1" out="$2" ss po pl start magic tmp
+    rd() { od -An -tu"$2" -j "$1" -N "$2" "$bz" | tr -d ' \n'; }
+    ss=$(rd $((0x1f1)) 1); ((ss)) || ss=4
+    po=$(rd $((0x248)) 4); pl=$(rd $((0x24c)) 4)
+    start=$(( (ss + 1) * 512 + po ))
+    magic="$(od -An -tx1 -j "$start" -N 6 "$bz" | tr -d ' \n')"
+    tmp="$out.tmp.$$"
+    payload() { dd if="$bz" bs=1M iflag=skip_bytes,count_bytes skip="$start" count="$1" status=none; }
+    case "$magic" in
+        fd377a585a00) payload $((pl - 4)) | xz -dc > "$tmp" ;;
+        28b52ffd*) payload $((pl - 4)) | zstd -q -dc > "$tmp" ;;
+        1f8b*) payload "$pl" | gzip -dc > "$tmp" ;;
+        *) warn "unknown kernel payload format (magic $magic) in $bz; no vmlinux"; return 1 ;;
+    esac || { rm -f "$tmp"; warn "decompressing the kernel payload of $bz failed"; return 1; }
+    [[ "$(od -An -tx1 -N4 "$tmp" | tr -d ' \n')" == 7f454c46 ]] \
+        || { rm -f "$tmp"; warn "payload of $bz is not an ELF file"; return 1; }
+    mv "$tmp" "$out"
+}
+
 finish() {
+    VMLINUX="$KROOT/boot/vmlinux-$KVER"
+    if [[ ! -f "$VMLINUX" ]]; then
+        log "extracting $(basename "$VMLINUX") from $(basename "$VMLINUZ")"
+        extract_vmlinux "$VMLINUZ" "$VMLINUX" || VMLINUX=""
+    fi
+    if [[ -z "$SUITE" && -z "$WANT_VERSION" && ! "${RESOLVED:-x}" -nt "$DMABUF_APT_DIR/.updated" ]]; then
+        mkdir -p "$(dirname "$RESOLVED")"
+        emit > "$RESOLVED.tmp.$$" && mv -f "$RESOLVED.tmp.$$" "$RESOLVED"
+    fi
     emit
     ((CHECK)) && check_headers
     exit 0
@@ -158,12 +182,22 @@ finish() {
 
 # ---------------------------------------------------------------- pick the kernel
 
-if ! private_apt_update; then
+if ! (private_apt_update); then
     warn "could not refresh the private apt lists; using what is cached"
 fi
-mapfile -t cands < <(list_candidates)
-((${#cands[@]})) || die "no package matching $IMAGE_RE${SUITE:+ in $SUITE}${WANT_VERSION:+ at version $WANT_VERSION} in the private apt lists"
-read -r IMAGE_PKG KDEBVER FROM_SUITE <<<"${cands[0]}"
+
+# Fast path: the answer for this series was worked out after the last list update.
+RESOLVED="$DMABUF_CACHE/kernels/resolved-$SERIES.env"
+if [[ -z "$SUITE" && -z "$WANT_VERSION" && -f "$RESOLVED" && "$RESOLVED" -nt "$DMABUF_APT_DIR/.updated" ]]; then
+    ( source "$RESOLVED"; [[ -f "$KROOT/../.complete" ]] ) && {
+        source "$RESOLVED"
+        debug "using $RESOLVED"
+        finish
+    }
+fi
+best="$(newest_candidate)"
+[[ -n "$best" ]] || die "no package matching $IMAGE_RE${SUITE:+ in $SUITE}${WANT_VERSION:+ at version $WANT_VERSION} in the private apt lists"
+read -r IMAGE_PKG KDEBVER FROM_SUITE <<<"$best"
 KVER="${IMAGE_PKG#linux-image-}"; KVER="${KVER%-unsigned}"
 log "newest $SERIES kernel: $IMAGE_PKG $KDEBVER (from $FROM_SUITE)"
 
@@ -172,6 +206,7 @@ DEST="$DMABUF_CACHE/kernels/$KEY"
 KROOT="$DEST/root"
 KDIR="$KROOT/usr/src/linux-headers-$KVER"
 VMLINUZ="$KROOT/boot/vmlinuz-$KVER"
+# shellcheck disable=SC2034 # printed by emit()
 MODDIR="$KROOT/lib/modules/$KVER"
 
 if [[ -f "$DEST/.complete" ]]; then
@@ -181,6 +216,8 @@ fi
 
 cache_lock "kernel-$KEY"
 [[ -f "$DEST/.complete" ]] && finish
+# Leftovers of an interrupted run (we hold the lock, so they are not in use).
+rm -rf "$DMABUF_CACHE/kernels/.$KEY".*
 
 # The headers package's dependencies name the matching -common and kbuild packages.
 deps="$(papt_cache show "linux-headers-$KVER=$KDEBVER" 2>/dev/null | awk '/^Depends:/ {sub(/^Depends: */, ""); print; exit}')"
@@ -190,6 +227,7 @@ KBUILD_PKG="$(tr ',|' '\n\n' <<<"$deps" | awk '{print $1}' | grep -E '^linux-kbu
 [[ -n "$COMMON_PKG" && -n "$KBUILD_PKG" ]] || die "cannot find the -common/kbuild packages in: $deps"
 PKGS=("$IMAGE_PKG=$KDEBVER" "linux-headers-$KVER=$KDEBVER" "$COMMON_PKG=$KDEBVER" "$KBUILD_PKG=$KDEBVER")
 
+mkdir -p "$DMABUF_CACHE/kernels"
 TMP="$(mktemp -d "$DMABUF_CACHE/kernels/.$KEY.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$TMP/debs" "$TMP/root"
@@ -251,6 +289,7 @@ ${PKGS[*]}
 from suite: $FROM_SUITE
 fetched: $(date -u +%Y-%m-%dT%H:%M:%SZ)
 EOF
+chmod 755 "$TMP"
 touch "$TMP/.complete"
 rm -rf "$DEST"
 mv "$TMP" "$DEST"

@@ -21,8 +21,9 @@ use crate::error::{ClientError, Result};
 use crate::memfd;
 use crate::types::{timeout_ms, Access, BufferInfo, ShareFlags};
 
-/// Largest response payload accepted (a READ of [`MAX_PAYLOAD`] bytes, or a LIST of that size).
-const MAX_RESPONSE: u32 = MAX_PAYLOAD + 64;
+/// Largest response payload accepted. Data frames stay within [`MAX_PAYLOAD`], but a LIST is
+/// not split: with many VMs at their buffer quota it may be larger (80 bytes per buffer).
+const MAX_RESPONSE: u32 = 256 << 20;
 
 /// Payload parts at most this long are sent together with the header.
 const INLINE_PART: usize = 4096;
@@ -349,9 +350,11 @@ impl Client {
     /// Read bytes of a range this connection holds (one held access must cover it), over the
     /// socket in frames of at most [`MAX_PAYLOAD`] bytes.
     pub fn read(&mut self, uuid: &Uuid, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let cap = usize::try_from(len)
-            .map_err(|_| ClientError::InvalidArgument(format!("length {len}")))?;
-        let mut out = Vec::with_capacity(cap);
+        if usize::try_from(len).is_err() {
+            return Err(ClientError::InvalidArgument(format!("length {len}")));
+        }
+        // Grows as frames arrive: a huge length fails at the daemon, not in the allocator.
+        let mut out = Vec::with_capacity(len.min(u64::from(MAX_PAYLOAD)) as usize);
         let mut done = 0u64;
         // A zero length is still asked, so the daemon's answer (INVALID_SIZE) comes through.
         loop {

@@ -51,7 +51,7 @@ pub fn status_hint(s: Status) -> &'static str {
         Status::AlreadyExists => "already held",
         Status::PermissionDenied => "refused: read-only buffer or fd, or not allowed",
         Status::QuotaExceeded => "a daemon limit would be exceeded",
-        Status::Timeout => "the wait bound passed (access not granted, or no write ended)",
+        Status::Timeout => "the wait bound passed: access not granted, or no write ended",
         Status::NotHeld => "no held access of this connection covers that range and direction",
         Status::Revoked => "the buffer was revoked or released while waiting",
         Status::Cancelled => "the request was cancelled",

@@ -96,7 +96,12 @@ struct ShareArgs {
     #[arg(long, value_name = "N", value_parser = parse_size)]
     memfd_size: Option<u64>,
     /// Fill the new memfd with the test pattern of this seed (with --memfd-size).
-    #[arg(long, value_name = "S", requires = "memfd_size")]
+    #[arg(
+        long,
+        value_name = "S",
+        requires = "memfd_size",
+        conflicts_with = "file"
+    )]
     fill_seed: Option<u32>,
     /// Nobody may write the buffer through the daemon (guests import it read-only).
     #[arg(long)]
@@ -651,4 +656,67 @@ fn cmd_hold(ctx: &mut Ctx, a: &HoldArgs) -> Result<(), CliError> {
         .end(&a.uuid.0, a.offset, a.len, access)
         .map_err(at(OP))?;
     print_out(OP, "released\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_seconds_and_uuids_parse() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("8K"), Ok(8192));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("0x1000"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("soon").is_err());
+        let u = "12345678-9abc-4def-8001-020304050607";
+        assert_eq!(
+            format_uuid(&u.parse::<UuidArg>().unwrap().0),
+            u,
+            "round trip"
+        );
+        assert!("12345678".parse::<UuidArg>().is_err());
+    }
+
+    #[test]
+    fn arguments_combine_as_documented() {
+        let p = |args: &[&str]| Cli::try_parse_from([&["dmabufctl"], args].concat());
+        let u = "12345678-9abc-4def-8001-020304050607";
+        assert!(p(&["share", "f"]).is_ok());
+        assert!(p(&["share", "--memfd-size", "4K", "--fill-seed", "1"]).is_ok());
+        assert!(p(&["share"]).is_err());
+        assert!(p(&["share", "f", "--memfd-size", "1"]).is_err());
+        assert!(p(&["share", "f", "--fill-seed", "1"]).is_err());
+        assert!(p(&["read", u, "--crc", "--out", "x"]).is_err());
+        assert!(p(&["read", u, "--via", "udmabuf"]).is_ok());
+        assert!(p(&["write", u]).is_err());
+        assert!(p(&["write", u, "--in", "-", "--fill-seed", "1", "--len", "1"]).is_err());
+        assert!(p(&["write", u, "--fill-seed", "1", "--len", "1"]).is_ok());
+        assert!(p(&["hold", u, "--len", "1", "--seconds", "1"]).is_err());
+        assert!(p(&[
+            "hold",
+            u,
+            "--len",
+            "1",
+            "--read",
+            "--write",
+            "--seconds",
+            "1"
+        ])
+        .is_err());
+        let c = p(&["wait-write", u, "--timeout-ms", "50"]).unwrap();
+        assert_eq!(c.timeout_ms, Some(50), "global option after the subcommand");
+    }
 }

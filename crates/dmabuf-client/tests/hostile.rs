@@ -307,3 +307,70 @@ fn too_many_clients_are_refused_and_the_daemon_recovers() {
     }
     d.assert_serving();
 }
+
+/// Regression: a client that vanishes while its BEGIN waits must not keep its place in the
+/// queue (device-spec section 7); later compatible requests are granted at once.
+#[test]
+fn a_client_vanishing_while_its_begin_waits_leaves_no_ghost_waiter() {
+    let d = Daemon::with_sync_timeout(60_000);
+    let mut owner = d.client();
+    let (u, _f) = owner
+        .share_bytes(&[0u8; PAGE as usize], ShareFlags::default(), &[])
+        .unwrap();
+    let mut reader = d.client();
+    reader.begin(&u, 0, PAGE, Access::Read, None).unwrap();
+    // A writer queues behind the read, then its process dies.
+    let mut writer = d.client();
+    writer
+        .send_request(
+            op::BEGIN,
+            &[CtlRange {
+                uuid: u,
+                offset: 0,
+                len: PAGE.to_le(),
+                flags: 2u32.to_le(),
+                arg: 60_000u32.to_le(),
+            }
+            .as_slice()],
+            None,
+        )
+        .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    drop(writer);
+    thread::sleep(Duration::from_millis(200));
+    // A later reader is compatible with the remaining read: granted promptly, not after 60 s.
+    let mut late = d.client();
+    let t = Instant::now();
+    late.begin(&u, 0, 10, Access::Read, Some(Duration::from_millis(1500)))
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_millis(1500));
+}
+
+/// Regression: host shares are owned by the sharing client's pid, not the daemon's.
+#[test]
+fn host_share_owner_is_the_client_pid() {
+    let d = Daemon::start();
+    let mut c = d.client();
+    let (u, _f) = c
+        .share_bytes(&[1u8; 64], ShareFlags::default(), &[])
+        .unwrap();
+    assert_eq!(
+        c.info(&u).unwrap().owner,
+        format!("host:{}", std::process::id())
+    );
+    assert_ne!(d.pid(), std::process::id());
+}
+
+/// Regression: an exported fd is outside the arbiter and writable, so read-only buffers are
+/// never exported (checked before looking for /dev/udmabuf).
+#[test]
+fn read_only_buffers_are_never_exported() {
+    let d = Daemon::start();
+    let mut c = d.client();
+    let flags = ShareFlags {
+        read_only: true,
+        host_only: false,
+    };
+    let (u, _f) = c.share_bytes(&[1u8; 4096], flags, &[]).unwrap();
+    assert_eq!(status_of(c.export_udmabuf(&u)), Status::PermissionDenied);
+}

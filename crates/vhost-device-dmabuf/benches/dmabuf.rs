@@ -152,7 +152,7 @@ fn main() {
     for (i, &size) in [4096u64, 1 << 20, 64 << 20].iter().enumerate() {
         let file = sealed_memfd("bench-host", size).unwrap();
         let host = registry
-            .share(file.try_clone().unwrap(), size, 0, Vec::new())
+            .share(file.try_clone().unwrap(), size, 0, Vec::new(), "host:bench")
             .unwrap();
         let copy = vm.alloc_buffer(size, false).unwrap();
         ok(vm.attach(&host, &copy).unwrap());

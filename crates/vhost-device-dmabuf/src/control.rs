@@ -139,6 +139,7 @@ fn accept(registry: &Arc<Registry>, mut stream: UnixStream, clients: &Arc<Atomic
             let mut conn = Connection {
                 registry: &registry,
                 domain,
+                pid,
                 stream: &mut stream,
             };
             if let Err(e) = conn.run() {
@@ -175,7 +176,20 @@ fn send(stream: &UnixStream, status: Status, payload: &[u8], fd: Option<&File>) 
 struct Connection<'a> {
     registry: &'a Registry,
     domain: DomainId,
+    pid: i32,
     stream: &'a mut UnixStream,
+}
+
+/// Whether the peer closed its end (checked while a BEGIN waits).
+fn peer_gone(stream: &UnixStream) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd and a zero timeout; only `revents` is written.
+    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+    r > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// A decoded request frame.
@@ -260,6 +274,15 @@ impl Connection<'_> {
         Ok((r, u64::from_le(r.offset), u64::from_le(r.len)))
     }
 
+    /// A range that is the whole payload, with the unused fields zero.
+    fn range_exact(&self, p: &[u8]) -> Result<(CtlRange, u64, u64), Status> {
+        let r: CtlRange = exact(p)?;
+        if r.flags != 0 || r.arg != 0 {
+            return Err(Status::InvalidRequest);
+        }
+        Ok((r, u64::from_le(r.offset), u64::from_le(r.len)))
+    }
+
     fn dispatch(&mut self, f: Frame) -> Result<Reply, Status> {
         let reg = self.registry;
         let p = &f.payload[..];
@@ -284,13 +307,27 @@ impl Connection<'_> {
                     a.copy_from_slice(raw);
                     names.push(ctl::decode_name(&a).ok_or(Status::InvalidRequest)?);
                 }
-                let uuid = reg.share(file, u64::from_le(r.size), u32::from_le(r.flags), names)?;
+                let owner = format!("host:{}", self.pid);
+                let uuid = reg.share(
+                    file,
+                    u64::from_le(r.size),
+                    u32::from_le(r.flags),
+                    names,
+                    &owner,
+                )?;
                 Ok(ok(CtlUuid { uuid }.as_slice()))
             }
             op::LIST => {
                 need_no_fd(&f.fd)?;
-                let mut out = Vec::new();
-                for info in reg.list() {
+                // At most MAX_PAYLOAD bytes of entries (209,715 buffers); the rest is dropped and
+                // logged (docs/control-protocol.md).
+                let max = MAX_PAYLOAD as usize / size_of::<ctl::BufInfo>();
+                let all = reg.list();
+                if all.len() > max {
+                    warn!("control: LIST truncated to {max} of {} buffers", all.len());
+                }
+                let mut out = Vec::with_capacity(all.len().min(max) * size_of::<ctl::BufInfo>());
+                for info in all.iter().take(max) {
                     out.extend_from_slice(info.as_slice());
                 }
                 Ok(ok(&out))
@@ -313,14 +350,18 @@ impl Connection<'_> {
                 }
                 let write = flags & sync_flags::WRITE != 0;
                 let s = if f.op == op::BEGIN {
-                    reg.host_begin(
+                    let stream: &UnixStream = self.stream;
+                    reg.host_begin_watched(
                         self.domain,
                         &r.uuid,
                         offset,
                         len,
                         write,
                         u32::from_le(r.arg),
+                        &|| peer_gone(stream),
                     )
+                } else if r.arg != 0 {
+                    Status::InvalidRequest
                 } else {
                     reg.host_end(self.domain, &r.uuid, offset, len, write)
                 };
@@ -328,7 +369,7 @@ impl Connection<'_> {
             }
             op::READ => {
                 need_no_fd(&f.fd)?;
-                let (r, offset, len) = self.range(p)?;
+                let (r, offset, len) = self.range_exact(p)?;
                 if len == 0 || len > u64::from(MAX_PAYLOAD) {
                     return Err(Status::InvalidSize);
                 }
@@ -340,7 +381,11 @@ impl Connection<'_> {
             }
             op::READ_INTO => {
                 let file = f.fd.ok_or(Status::InvalidRequest)?;
-                let (r, offset, len) = self.range(p)?;
+                let r: CtlRange = exact(p)?;
+                if r.flags != 0 {
+                    return Err(Status::InvalidRequest);
+                }
+                let (offset, len) = (u64::from_le(r.offset), u64::from_le(r.len));
                 let fd_off = u64::from(u32::from_le(r.arg)) * 4096;
                 match reg.host_read_into(self.domain, &r.uuid, offset, len, file, fd_off) {
                     Status::Ok => Ok(ok(PathResp {
@@ -355,6 +400,9 @@ impl Connection<'_> {
             op::WRITE => {
                 need_no_fd(&f.fd)?;
                 let (r, offset, len) = self.range(p)?;
+                if r.flags != 0 || r.arg != 0 {
+                    return Err(Status::InvalidRequest);
+                }
                 let data = &p[size_of::<CtlRange>().min(p.len())..];
                 if len == 0 || data.len() as u64 != len {
                     return Err(Status::InvalidSize);

@@ -788,6 +788,7 @@ impl Registry {
         size: u64,
         flags: u32,
         allowed_vms: Vec<String>,
+        owner: &str,
     ) -> Result<Uuid, Status> {
         if flags & !(buf_flags::READ_ONLY | buf_flags::HOST_ONLY) != 0 {
             return Err(Status::InvalidRequest);
@@ -828,7 +829,7 @@ impl Registry {
                 size,
                 flags,
                 owner: Owner::Host,
-                owner_name: format!("host:{}", std::process::id()),
+                owner_name: owner.to_owned(),
                 origin: Origin::Host(hf),
                 allowed_vms: allowed,
                 state: Mutex::new(BufState::new()),
@@ -872,6 +873,23 @@ impl Registry {
         write: bool,
         timeout_ms: u32,
     ) -> Status {
+        self.host_begin_watched(domain, uuid, offset, len, write, timeout_ms, &|| false)
+    }
+
+    /// [`Registry::host_begin`] for a remote client: while the begin waits, `gone` is asked every
+    /// few milliseconds whether the client went away; if so the domain is released at once, so a
+    /// vanished client never keeps a place in the queue.
+    #[allow(clippy::too_many_arguments)]
+    pub fn host_begin_watched(
+        &self,
+        domain: DomainId,
+        uuid: &Uuid,
+        offset: u64,
+        len: u64,
+        write: bool,
+        timeout_ms: u32,
+        gone: &dyn Fn() -> bool,
+    ) -> Status {
         let Some(buf) = self.buffer(uuid) else {
             return Status::NotFound;
         };
@@ -888,13 +906,25 @@ impl Registry {
         let done: Completion = Box::new(move |s| {
             let _ = tx.send(s);
         });
-        match self.sync(&buf, domain, &op, done) {
-            BeginResult::Done(s) => s,
-            // The timeout thread answers at the bound; the extra second only guards against a
-            // bug there turning into a hang.
-            BeginResult::Parked => rx
-                .recv_timeout(self.limits.bound(timeout_ms) + Duration::from_secs(1))
-                .unwrap_or(Status::Timeout),
+        if let BeginResult::Done(s) = self.sync(&buf, domain, &op, done) {
+            return s;
+        }
+        // The timeout thread answers at the bound; the extra second only guards against a bug
+        // there turning into a hang.
+        let deadline = Instant::now() + self.limits.bound(timeout_ms) + Duration::from_secs(1);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(s) => return s,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Status::Cancelled,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if gone() {
+                self.reset_domain(domain, false);
+                return Status::Cancelled;
+            }
+            if Instant::now() >= deadline {
+                return Status::Timeout;
+            }
         }
     }
 
@@ -1047,6 +1077,10 @@ impl Registry {
     /// A udmabuf (host dma-buf) over a guest-backed buffer's pages.
     pub fn export_udmabuf(&self, uuid: &Uuid) -> Result<File, Status> {
         let buf = self.buffer(uuid).ok_or(Status::NotFound)?;
+        // An exported fd is writable and outside the arbiter: never for read-only buffers.
+        if buf.flags & buf_flags::READ_ONLY != 0 {
+            return Err(Status::PermissionDenied);
+        }
         match &buf.origin {
             Origin::Guest { vm, segs } => {
                 let mem = vm.mem.memory();

@@ -20,7 +20,7 @@ pub const MAX_ALLOWED_VMS: u32 = 64;
 
 /// Operation codes (`CtlReqHdr::op`).
 pub mod op {
-    /// Share an fd (memfd, regular file or dma-buf) → UUID.
+    /// Share an fd (a memfd sealed with F_SEAL_SHRINK, or a dma-buf) → UUID.
     pub const SHARE: u32 = 1;
     /// List every buffer → [`super::BufInfo`] array.
     pub const LIST: u32 = 2;

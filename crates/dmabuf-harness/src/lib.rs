@@ -72,6 +72,9 @@ pub struct VmOptions {
     pub refuse_features: u64,
     /// How long to wait for a response.
     pub timeout: Duration,
+    /// Wait for responses in a blocking read of the call eventfd, with no time limit (as a vCPU
+    /// halts until its interrupt). Only for benchmarks against a daemon that cannot vanish.
+    pub blocking_wait: bool,
 }
 
 impl Default for VmOptions {
@@ -81,6 +84,7 @@ impl Default for VmOptions {
             queue_size: 256,
             refuse_features: 0,
             timeout: Duration::from_secs(15),
+            blocking_wait: false,
         }
     }
 }
@@ -291,6 +295,11 @@ impl Vm {
             if let Some(len) = self.done.remove(&head) {
                 self.outstanding = self.outstanding.saturating_sub(1);
                 return Ok(len);
+            }
+            if self.opts.blocking_wait {
+                let (h, len) = self.req.wait_blocking(&self.ram)?;
+                self.done.insert(h, len);
+                continue;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

@@ -75,7 +75,9 @@ impl SplitQueue {
             avail_idx: 0,
             last_used: 0,
             in_flight: Default::default(),
-            call: EventFd::new(EFD_NONBLOCK)?,
+            // Blocking: `wait` reads it only after `poll` says it is readable, and
+            // `wait_blocking` sleeps in the read like a vCPU halted until its interrupt.
+            call: EventFd::new(0)?,
             kick: EventFd::new(EFD_NONBLOCK)?,
         })
     }
@@ -236,6 +238,19 @@ impl SplitQueue {
             self.free.extend(ids);
         }
         Ok(Some((head, len)))
+    }
+
+    /// Wait for one used entry as a halted vCPU waits for its interrupt: one blocking read of
+    /// the call eventfd, no time limit. For benchmarks against a daemon that cannot vanish.
+    pub fn wait_blocking(&mut self, ram: &GuestRam) -> Result<(u16, u32), HarnessError> {
+        loop {
+            self.arm(ram)?;
+            if let Some(u) = self.poll(ram)? {
+                return Ok(u);
+            }
+            // The call eventfd is in blocking mode; this sleeps until the device signals.
+            self.call.read()?;
+        }
     }
 
     /// Wait for one used entry, up to `timeout`.

@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Virtio dma-buf sharing device: driver-internal definitions.
+ *
+ * Lifetimes:
+ *  - struct vdmabuf_device is reference counted. probe() holds one reference
+ *    (dropped by remove()), every open /dev/virtio-dmabuf<N> file one, every
+ *    buffer one. After remove() the structure stays valid but every request
+ *    fails with -ENODEV.
+ *  - struct vdmabuf_buffer lives exactly as long as its dma_buf: it is freed
+ *    from dma_buf_ops.release, after RELEASE completed.
+ *  - struct vdmabuf_req is reference counted: the submitter holds one
+ *    reference, the request queue another while the device owns the chain.
+ *    A request given up by its waiter (signal, timeout) therefore stays
+ *    valid until the device returns it.
+ */
+#ifndef _VIRTIO_DMABUF_H
+#define _VIRTIO_DMABUF_H
+
+#include <linux/completion.h>
+#include <linux/dma-buf.h>
+#include <linux/hashtable.h>
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/miscdevice.h>
+#include <linux/mutex.h>
+#include <linux/scatterlist.h>
+#include <linux/semaphore.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/virtio.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+
+#include <linux/virtio_dmabuf.h>	/* guest-driver/include/uapi */
+
+/* Slack added to a START's wait bound before the driver gives up waiting. */
+#define VDMABUF_SYNC_SLACK_MS		2000
+/* Period of the "device does not answer" warning of blocking requests. */
+#define VDMABUF_STALL_WARN_SECS		30
+/* Event buffers kept on the event queue (at most the queue size). */
+#define VDMABUF_NR_EVENTS		64
+/* log2 of the hash table buckets of the per-device buffer table. */
+#define VDMABUF_TABLE_BITS		8
+
+struct vdmabuf_device {
+	struct kref ref;
+	struct virtio_device *vdev;
+	int index;			/* N of /dev/virtio-dmabuf<N> */
+	char name[32];
+	struct miscdevice misc;
+
+	/* configuration space, read at probe */
+	u32 max_segments;
+	u32 max_buffers;
+	u64 max_bytes;
+	u32 sync_timeout_ms;
+	bool can_import;		/* VIRTIO_DMABUF_F_IMPORT negotiated */
+	bool indirect;			/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+
+	/* request queue */
+	struct virtqueue *reqq;
+	spinlock_t req_lock;		/* reqq, removed, orphans */
+	bool removed;			/* remove() started: no new requests */
+	unsigned int queue_size;
+	unsigned int max_starts;
+	struct semaphore start_slots;	/* STARTs the device may hold at once */
+	wait_queue_head_t space_wq;	/* woken when reqq chains are returned */
+	unsigned long space_gen;	/* bumped when reqq chains are returned */
+	struct list_head orphans;	/* granted STARTs whose waiter left */
+	struct work_struct orphan_work;
+
+	/* event queue */
+	struct virtqueue *evq;
+	spinlock_t evq_lock;
+	struct virtio_dmabuf_event *events;
+	unsigned int nr_events;
+	struct work_struct event_work;
+
+	/* buffers this driver holds (created or attached), by UUID */
+	struct mutex lock;
+	DECLARE_HASHTABLE(buffers, VDMABUF_TABLE_BITS);
+	unsigned long table_gen;	/* bumped when a buffer leaves the table */
+	wait_queue_head_t table_wq;	/* woken when a buffer leaves the table */
+	struct mutex import_lock;	/* serializes IMPORT */
+};
+
+enum vdmabuf_kind {
+	VDMABUF_OWN = VIRTIO_DMABUF_KIND_OWN,
+	VDMABUF_IMPORTED = VIRTIO_DMABUF_KIND_IMPORTED,
+};
+
+/* bits of vdmabuf_buffer.state */
+#define VDMABUF_REVOKED		0
+
+struct vdmabuf_buffer {
+	struct vdmabuf_device *dev;	/* holds a reference */
+	struct dma_buf *dmabuf;
+	struct hlist_node node;		/* in dev->buffers while hashed */
+	bool hashed;
+	bool registered;		/* CREATE/ATTACH done, RELEASE not yet */
+	enum vdmabuf_kind kind;
+	u8 uuid[VIRTIO_DMABUF_UUID_SIZE];
+	u64 size;			/* bytes registered with the device */
+	u32 flags;			/* LOOKUP-style VIRTIO_DMABUF_BUF_* */
+	u32 share_flags;		/* own buffers: CREATE flags */
+	unsigned long state;
+	unsigned long nr_pages;
+	struct page **pages;
+
+	struct mutex lock;		/* attachments */
+	struct list_head attachments;	/* struct vdmabuf_attachment, mapped */
+};
+
+enum vdmabuf_req_state {
+	VDMABUF_REQ_PENDING,
+	VDMABUF_REQ_DONE,
+	VDMABUF_REQ_ABANDONED,
+};
+
+struct vdmabuf_req_in {
+	struct virtio_dmabuf_req_hdr hdr;
+	union {
+		struct virtio_dmabuf_create create;
+		struct virtio_dmabuf_uuid uuid;
+		struct virtio_dmabuf_attach attach;
+		struct virtio_dmabuf_sync sync;
+	};
+};
+
+union vdmabuf_req_out {
+	struct virtio_dmabuf_resp_hdr hdr;
+	struct virtio_dmabuf_create_resp create;
+	struct virtio_dmabuf_lookup_resp lookup;
+};
+
+struct vdmabuf_req {
+	struct kref ref;
+	struct completion done;
+	atomic_t state;			/* enum vdmabuf_req_state */
+	struct list_head orphan;	/* in dev->orphans */
+	bool holds_slot;		/* took one of dev->start_slots */
+	int error;			/* -ENODEV: the device went away */
+	unsigned int used_len;
+	size_t in_len;
+	size_t out_len;
+	/* extra readable data after in (segments), owned by the submitter */
+	struct scatterlist *data_sgl;	/* freed once queued */
+	void *data_copy;		/* contiguous copy, freed when done */
+	struct vdmabuf_req_in in;
+	union vdmabuf_req_out out;
+};
+
+/* virtio_dmabuf_main.c */
+void vdmabuf_device_get(struct vdmabuf_device *dev);
+void vdmabuf_device_put(struct vdmabuf_device *dev);
+bool vdmabuf_device_gone(struct vdmabuf_device *dev);
+struct vdmabuf_req *vdmabuf_req_alloc(u32 type, size_t body_len,
+				      size_t resp_len);
+void vdmabuf_req_put(struct vdmabuf_req *req);
+int vdmabuf_req_set_data(struct vdmabuf_device *dev, struct vdmabuf_req *req,
+			 void *data, size_t len);
+int vdmabuf_req_run(struct vdmabuf_device *dev, struct vdmabuf_req *req);
+int vdmabuf_req_run_start(struct vdmabuf_device *dev, struct vdmabuf_req *req,
+			  unsigned int bound_ms);
+int vdmabuf_status_to_errno(u32 status);
+
+/* virtio_dmabuf_buffer.c */
+int vdmabuf_buffer_alloc(struct vdmabuf_device *dev, u64 size, u32 flags,
+			 struct dma_buf **dmabufp, u8 *uuid);
+int vdmabuf_buffer_import(struct vdmabuf_device *dev, const u8 *uuid,
+			  struct dma_buf **dmabufp);
+struct vdmabuf_buffer *vdmabuf_buffer_from_dmabuf(struct dma_buf *dmabuf);
+int vdmabuf_buffer_sync(struct vdmabuf_buffer *buf, u64 offset, u64 len,
+			u32 flags, u32 timeout_ms);
+void vdmabuf_buffer_revoke(struct vdmabuf_device *dev, const u8 *uuid);
+
+/* virtio_dmabuf_chardev.c */
+int vdmabuf_chardev_register(struct vdmabuf_device *dev);
+void vdmabuf_chardev_unregister(struct vdmabuf_device *dev);
+
+#endif /* _VIRTIO_DMABUF_H */

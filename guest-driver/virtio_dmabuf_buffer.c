@@ -1,0 +1,897 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Virtio dma-buf sharing device: buffers.
+ *
+ * Page allocation and segment lists, CREATE, LOOKUP + ATTACH, RELEASE and
+ * SYNC, and the dma-buf exporter (dma_buf_ops) of the buffers.
+ */
+
+#include <linux/dma-mapping.h>
+#include <linux/fcntl.h>
+#include <linux/fs.h>
+#include <linux/gfp.h>
+#include <linux/iosys-map.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uuid.h>
+#include <linux/version.h>
+#include <linux/virtio_dma_buf.h>
+#include <linux/vmalloc.h>
+
+#include "virtio_dmabuf.h"
+
+/*
+ * Largest chunk tried when allocating buffer pages (order 9: 2 MiB with 4 KiB
+ * pages). 0 allocates page by page, which makes long segment lists (a test
+ * knob; the default keeps lists short).
+ */
+static unsigned int max_alloc_order = 9;
+module_param(max_alloc_order, uint, 0644);
+MODULE_PARM_DESC(max_alloc_order,
+		 "largest page order used for buffer memory (0-10, default 9)");
+
+/*
+ * Test knob: no two pages of a buffer physically contiguous (one segment per
+ * page), and segment lists in vmalloc memory whose pages are not contiguous
+ * either (one sg entry per page, or a contiguous copy of a long list).
+ */
+static bool test_scatter;
+module_param(test_scatter, bool, 0644);
+MODULE_PARM_DESC(test_scatter,
+		 "testing: scatter buffer pages and segment list pages");
+/* How long IMPORT waits for a closing dma-buf of the same UUID to go away */
+#define VDMABUF_DYING_WAIT_SECS	10
+
+struct vdmabuf_attachment {
+	struct list_head node;		/* in buf->attachments */
+	struct device *dev;
+	struct sg_table *sgt;
+	enum dma_data_direction dir;
+};
+
+static const struct virtio_dma_buf_ops vdmabuf_dmabuf_ops;
+
+/* ------------------------------------------------------------------ */
+/* the per-device buffer table                                        */
+/* ------------------------------------------------------------------ */
+
+static u32 vdmabuf_uuid_key(const u8 *uuid)
+{
+	u32 key;
+
+	memcpy(&key, uuid, sizeof(key));
+	return key;
+}
+
+/* Called with dev->lock held. */
+static struct vdmabuf_buffer *vdmabuf_table_find(struct vdmabuf_device *dev,
+						 const u8 *uuid)
+{
+	struct vdmabuf_buffer *buf;
+
+	lockdep_assert_held(&dev->lock);
+	hash_for_each_possible(dev->buffers, buf, node, vdmabuf_uuid_key(uuid))
+		if (!memcmp(buf->uuid, uuid, VIRTIO_DMABUF_UUID_SIZE))
+			return buf;
+	return NULL;
+}
+
+static void vdmabuf_table_add(struct vdmabuf_buffer *buf)
+{
+	struct vdmabuf_device *dev = buf->dev;
+
+	mutex_lock(&dev->lock);
+	hash_add(dev->buffers, &buf->node, vdmabuf_uuid_key(buf->uuid));
+	buf->hashed = true;
+	mutex_unlock(&dev->lock);
+}
+
+static void vdmabuf_table_del(struct vdmabuf_buffer *buf)
+{
+	struct vdmabuf_device *dev = buf->dev;
+
+	if (!buf->hashed)
+		return;
+	mutex_lock(&dev->lock);
+	hash_del(&buf->node);
+	buf->hashed = false;
+	dev->table_gen++;
+	mutex_unlock(&dev->lock);
+	wake_up_all(&dev->table_wq);
+}
+
+/* Take a reference on a dma-buf's file unless its last one is being put. */
+static bool vdmabuf_get_dmabuf_unless_zero(struct dma_buf *dmabuf)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+	return file_ref_get(&dmabuf->file->f_ref);
+#else
+	return atomic_long_inc_not_zero(&dmabuf->file->f_count);
+#endif
+}
+
+void vdmabuf_buffer_revoke(struct vdmabuf_device *dev, const u8 *uuid)
+{
+	struct vdmabuf_buffer *buf;
+
+	mutex_lock(&dev->lock);
+	buf = vdmabuf_table_find(dev, uuid);
+	if (buf && buf->kind == VDMABUF_IMPORTED) {
+		set_bit(VDMABUF_REVOKED, &buf->state);
+		pr_info("%s: buffer %pUb revoked\n", dev->name, uuid);
+	}
+	mutex_unlock(&dev->lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* pages and segments                                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * test_scatter: fill @pages with order-0 pages, allocating a spare page after
+ * each and freeing the spares at the end, so that pages handed out in address
+ * order end up two apart.
+ */
+static int vdmabuf_scatter_pages(struct page **pages, unsigned long n,
+				 gfp_t gfp)
+{
+	struct page *spare, *tmp;
+	LIST_HEAD(spares);
+	unsigned long i;
+	int ret = 0;
+
+	for (i = 0; i < n; i++) {
+		pages[i] = alloc_page(gfp);
+		spare = alloc_page(gfp);
+		if (spare)
+			list_add(&spare->lru, &spares);
+		if (!pages[i] || !spare) {
+			ret = -ENOMEM;
+			break;
+		}
+		cond_resched();
+	}
+	list_for_each_entry_safe(spare, tmp, &spares, lru) {
+		list_del(&spare->lru);
+		__free_page(spare);
+	}
+	return ret;
+}
+
+/* test_scatter: @bytes of vmalloc memory in scattered pages */
+static void *vdmabuf_scatter_vmalloc(size_t bytes)
+{
+	unsigned long n = DIV_ROUND_UP(bytes, PAGE_SIZE), i;
+	struct page **pages;
+	void *p;
+
+	pages = kvmalloc_array(n, sizeof(*pages), GFP_KERNEL | __GFP_ZERO);
+	if (!pages)
+		return NULL;
+	if (!vdmabuf_scatter_pages(pages, n, GFP_KERNEL)) {
+		/* vfree() puts the pages and frees the array */
+		p = vmap(pages, n, VM_MAP | VM_MAP_PUT_PAGES, PAGE_KERNEL);
+		if (p)
+			return p;
+	}
+	for (i = 0; i < n; i++)
+		if (pages[i])
+			__free_page(pages[i]);
+	kvfree(pages);
+	return NULL;
+}
+
+/*
+ * Allocate zeroed pages, in chunks as large as possible so that the segment
+ * list stays short. Chunks are split into independent order-0 pages, which
+ * the mmap fault handler maps one by one.
+ */
+static int vdmabuf_alloc_pages(struct vdmabuf_buffer *buf)
+{
+	unsigned int order = min(READ_ONCE(max_alloc_order), 10U);
+	unsigned long i = 0, j;
+
+	buf->pages = kvmalloc_array(buf->nr_pages, sizeof(*buf->pages),
+				    GFP_KERNEL | __GFP_ZERO);
+	if (!buf->pages)
+		return -ENOMEM;
+	if (READ_ONCE(test_scatter))
+		return vdmabuf_scatter_pages(buf->pages, buf->nr_pages,
+					     GFP_HIGHUSER | __GFP_ZERO);
+
+	while (i < buf->nr_pages) {
+		gfp_t gfp = GFP_HIGHUSER | __GFP_ZERO;
+		struct page *page;
+
+		while (order && (1UL << order) > buf->nr_pages - i)
+			order--;
+		if (order)
+			gfp |= __GFP_NOWARN | __GFP_NORETRY;
+		page = alloc_pages(gfp, order);
+		if (!page) {
+			if (!order)
+				return -ENOMEM;
+			order--;
+			continue;
+		}
+		if (order)
+			split_page(page, order);
+		for (j = 0; j < (1UL << order); j++)
+			buf->pages[i++] = page + j;
+
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		cond_resched();
+	}
+	return 0;
+}
+
+static void vdmabuf_free_pages(struct vdmabuf_buffer *buf, bool leak)
+{
+	unsigned long i;
+
+	if (!buf->pages)
+		return;
+	for (i = 0; i < buf->nr_pages && !leak; i++)
+		if (buf->pages[i])
+			put_page(buf->pages[i]);
+	kvfree(buf->pages);
+	buf->pages = NULL;
+}
+
+/*
+ * Build the segment list of a buffer: guest-physical ranges, contiguous
+ * pages coalesced, the last one cut so that the lengths add up to buf->size.
+ */
+static struct virtio_dmabuf_seg *vdmabuf_build_segs(struct vdmabuf_buffer *buf,
+						    u32 *nr_segsp)
+{
+	struct virtio_dmabuf_seg *segs;
+	unsigned long i, n = 1;
+	phys_addr_t start, next;
+	u64 len;
+
+	for (i = 1; i < buf->nr_pages; i++)
+		if (page_to_phys(buf->pages[i]) !=
+		    page_to_phys(buf->pages[i - 1]) + PAGE_SIZE)
+			n++;
+	if (n > buf->dev->max_segments)
+		return ERR_PTR(-E2BIG);
+
+	if (READ_ONCE(test_scatter))
+		segs = vdmabuf_scatter_vmalloc(array_size(n, sizeof(*segs)));
+	else
+		segs = kvmalloc_array(n, sizeof(*segs), GFP_KERNEL);
+	if (!segs)
+		return ERR_PTR(-ENOMEM);
+
+	n = 0;
+	start = page_to_phys(buf->pages[0]);
+	len = PAGE_SIZE;
+	for (i = 1; i <= buf->nr_pages; i++) {
+		next = i < buf->nr_pages ? page_to_phys(buf->pages[i]) : 0;
+		if (i < buf->nr_pages && next == start + len) {
+			len += PAGE_SIZE;
+			continue;
+		}
+		segs[n].addr = cpu_to_le64(start);
+		segs[n].len = cpu_to_le64(len);
+		n++;
+		start = next;
+		len = PAGE_SIZE;
+	}
+	len = le64_to_cpu(segs[n - 1].len) -
+	      (((u64)buf->nr_pages << PAGE_SHIFT) - buf->size);
+	segs[n - 1].len = cpu_to_le64(len);
+	*nr_segsp = n;
+	return segs;
+}
+
+/* ------------------------------------------------------------------ */
+/* requests                                                           */
+/* ------------------------------------------------------------------ */
+
+static int vdmabuf_do_create(struct vdmabuf_buffer *buf)
+{
+	struct virtio_dmabuf_seg *segs;
+	struct vdmabuf_req *req;
+	u32 nr_segs;
+	int ret;
+
+	segs = vdmabuf_build_segs(buf, &nr_segs);
+	if (IS_ERR(segs))
+		return PTR_ERR(segs);
+	req = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_CREATE,
+				sizeof(req->in.create),
+				sizeof(req->out.create));
+	if (!req) {
+		ret = -ENOMEM;
+		goto out_segs;
+	}
+	req->in.create.size = cpu_to_le64(buf->size);
+	req->in.create.flags = cpu_to_le32(buf->share_flags);
+	req->in.create.nr_segs = cpu_to_le32(nr_segs);
+	ret = vdmabuf_req_set_data(buf->dev, req, segs,
+				   (size_t)nr_segs * sizeof(*segs));
+	if (!ret)
+		ret = vdmabuf_req_run(buf->dev, req);
+	if (!ret) {
+		memcpy(buf->uuid, req->out.create.uuid, sizeof(buf->uuid));
+		buf->registered = true;
+	}
+	vdmabuf_req_put(req);
+out_segs:
+	kvfree(segs);
+	return ret;
+}
+
+static int vdmabuf_do_lookup(struct vdmabuf_device *dev, const u8 *uuid,
+			     u64 *sizep, u32 *flagsp)
+{
+	struct vdmabuf_req *req;
+	int ret;
+
+	req = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_LOOKUP, sizeof(req->in.uuid),
+				sizeof(req->out.lookup));
+	if (!req)
+		return -ENOMEM;
+	memcpy(req->in.uuid.uuid, uuid, VIRTIO_DMABUF_UUID_SIZE);
+	ret = vdmabuf_req_run(dev, req);
+	if (!ret) {
+		*sizep = le64_to_cpu(req->out.lookup.size);
+		*flagsp = le32_to_cpu(req->out.lookup.flags);
+	}
+	vdmabuf_req_put(req);
+	return ret;
+}
+
+static int vdmabuf_do_attach(struct vdmabuf_buffer *buf)
+{
+	struct virtio_dmabuf_seg *segs;
+	struct vdmabuf_req *req;
+	u32 nr_segs;
+	int ret;
+
+	segs = vdmabuf_build_segs(buf, &nr_segs);
+	if (IS_ERR(segs))
+		return PTR_ERR(segs);
+	req = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_ATTACH,
+				sizeof(req->in.attach), sizeof(req->out.hdr));
+	if (!req) {
+		ret = -ENOMEM;
+		goto out_segs;
+	}
+	memcpy(req->in.attach.uuid, buf->uuid, VIRTIO_DMABUF_UUID_SIZE);
+	req->in.attach.nr_segs = cpu_to_le32(nr_segs);
+	ret = vdmabuf_req_set_data(buf->dev, req, segs,
+				   (size_t)nr_segs * sizeof(*segs));
+	if (!ret)
+		ret = vdmabuf_req_run(buf->dev, req);
+	if (!ret)
+		buf->registered = true;
+	vdmabuf_req_put(req);
+out_segs:
+	kvfree(segs);
+	return ret;
+}
+
+/*
+ * RELEASE a registered buffer. Returns false if the device may still use the
+ * pages (the request could not be sent or failed unexpectedly).
+ */
+static bool vdmabuf_do_release(struct vdmabuf_buffer *buf)
+{
+	struct vdmabuf_device *dev = buf->dev;
+	struct vdmabuf_req *req;
+	int ret;
+
+	if (!buf->registered)
+		return true;
+	if (vdmabuf_device_gone(dev))
+		return true;	/* the reset released everything */
+
+	req = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_RELEASE, sizeof(req->in.uuid),
+				sizeof(req->out.hdr));
+	if (req) {
+		memcpy(req->in.uuid.uuid, buf->uuid, VIRTIO_DMABUF_UUID_SIZE);
+		ret = vdmabuf_req_run(dev, req);
+		vdmabuf_req_put(req);
+	} else {
+		ret = -ENOMEM;
+	}
+	if (!ret || ret == -ENOENT || ret == -ENODEV) {
+		buf->registered = false;
+		return true;
+	}
+	pr_warn("%s: RELEASE of %pUb failed (%d): leaking its pages\n",
+		dev->name, buf->uuid, ret);
+	return false;
+}
+
+static int vdmabuf_sync_flags(enum dma_data_direction dir)
+{
+	switch (dir) {
+	case DMA_FROM_DEVICE:
+		return VIRTIO_DMABUF_SYNC_READ;
+	case DMA_TO_DEVICE:
+		return VIRTIO_DMABUF_SYNC_WRITE;
+	case DMA_BIDIRECTIONAL:
+		return VIRTIO_DMABUF_SYNC_READ | VIRTIO_DMABUF_SYNC_WRITE;
+	default:
+		return -EINVAL;
+	}
+}
+
+/*
+ * Begin (flags without SYNC_END) or end CPU access to a range. A START waits
+ * interruptibly for the device to grant it, at most a little longer than its
+ * bound.
+ */
+int vdmabuf_buffer_sync(struct vdmabuf_buffer *buf, u64 offset, u64 len,
+			u32 flags, u32 timeout_ms)
+{
+	struct vdmabuf_device *dev = buf->dev;
+	struct vdmabuf_req *req;
+	u32 bound;
+	int ret;
+
+	if (flags & ~VIRTIO_DMABUF_SYNC_MASK ||
+	    !(flags & (VIRTIO_DMABUF_SYNC_READ | VIRTIO_DMABUF_SYNC_WRITE)))
+		return -EINVAL;
+	if (!len || offset >= buf->size || len > buf->size - offset)
+		return -EINVAL;
+	if ((flags & VIRTIO_DMABUF_SYNC_END) && timeout_ms)
+		return -EINVAL;
+	if (vdmabuf_device_gone(dev) || test_bit(VDMABUF_REVOKED, &buf->state))
+		return -ENODEV;
+
+	req = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_SYNC, sizeof(req->in.sync),
+				sizeof(req->out.hdr));
+	if (!req)
+		return -ENOMEM;
+	memcpy(req->in.sync.uuid, buf->uuid, VIRTIO_DMABUF_UUID_SIZE);
+	req->in.sync.offset = cpu_to_le64(offset);
+	req->in.sync.len = cpu_to_le64(len);
+	req->in.sync.flags = cpu_to_le32(flags);
+	req->in.sync.timeout_ms = cpu_to_le32(timeout_ms);
+
+	if (flags & VIRTIO_DMABUF_SYNC_END) {
+		ret = vdmabuf_req_run(dev, req);
+	} else {
+		bound = dev->sync_timeout_ms;
+		if (timeout_ms && timeout_ms < bound)
+			bound = timeout_ms;
+		ret = vdmabuf_req_run_start(dev, req,
+					    bound + VDMABUF_SYNC_SLACK_MS);
+	}
+	vdmabuf_req_put(req);
+
+	/* REVOKED: the origin went away while we waited */
+	if (ret == -ENODEV && buf->kind == VDMABUF_IMPORTED &&
+	    !vdmabuf_device_gone(dev))
+		set_bit(VDMABUF_REVOKED, &buf->state);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* dma_buf_ops                                                        */
+/* ------------------------------------------------------------------ */
+
+static int vdmabuf_device_attach(struct dma_buf *dmabuf,
+				 struct dma_buf_attachment *attach)
+{
+	struct vdmabuf_attachment *a;
+
+	a = kzalloc(sizeof(*a), GFP_KERNEL);
+	if (!a)
+		return -ENOMEM;
+	INIT_LIST_HEAD(&a->node);
+	a->dev = attach->dev;
+	attach->priv = a;
+	return 0;
+}
+
+static void vdmabuf_detach(struct dma_buf *dmabuf,
+			   struct dma_buf_attachment *attach)
+{
+	kfree(attach->priv);
+	attach->priv = NULL;
+}
+
+static struct sg_table *vdmabuf_map_dma_buf(struct dma_buf_attachment *attach,
+					    enum dma_data_direction dir)
+{
+	struct vdmabuf_buffer *buf = attach->dmabuf->priv;
+	struct vdmabuf_attachment *a = attach->priv;
+	struct sg_table *sgt;
+	int ret;
+
+	if (buf->nr_pages > UINT_MAX)
+		return ERR_PTR(-E2BIG);
+	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
+	if (!sgt)
+		return ERR_PTR(-ENOMEM);
+	ret = sg_alloc_table_from_pages(sgt, buf->pages, buf->nr_pages, 0,
+					buf->nr_pages << PAGE_SHIFT,
+					GFP_KERNEL);
+	if (ret)
+		goto err_free;
+	ret = dma_map_sgtable(attach->dev, sgt, dir, 0);
+	if (ret)
+		goto err_table;
+
+	mutex_lock(&buf->lock);
+	if (list_empty(&a->node)) {
+		a->sgt = sgt;
+		a->dir = dir;
+		list_add_tail(&a->node, &buf->attachments);
+	}
+	mutex_unlock(&buf->lock);
+	return sgt;
+
+err_table:
+	sg_free_table(sgt);
+err_free:
+	kfree(sgt);
+	return ERR_PTR(ret);
+}
+
+static void vdmabuf_unmap_dma_buf(struct dma_buf_attachment *attach,
+				  struct sg_table *sgt,
+				  enum dma_data_direction dir)
+{
+	struct vdmabuf_buffer *buf = attach->dmabuf->priv;
+	struct vdmabuf_attachment *a = attach->priv;
+
+	mutex_lock(&buf->lock);
+	if (a->sgt == sgt) {
+		list_del_init(&a->node);
+		a->sgt = NULL;
+	}
+	mutex_unlock(&buf->lock);
+
+	dma_unmap_sgtable(attach->dev, sgt, dir, 0);
+	sg_free_table(sgt);
+	kfree(sgt);
+}
+
+static void vdmabuf_sync_attachments(struct vdmabuf_buffer *buf, bool for_cpu)
+{
+	struct vdmabuf_attachment *a;
+
+	mutex_lock(&buf->lock);
+	list_for_each_entry(a, &buf->attachments, node) {
+		if (for_cpu)
+			dma_sync_sgtable_for_cpu(a->dev, a->sgt, a->dir);
+		else
+			dma_sync_sgtable_for_device(a->dev, a->sgt, a->dir);
+	}
+	mutex_unlock(&buf->lock);
+}
+
+static int vdmabuf_begin_cpu_access(struct dma_buf *dmabuf,
+				    enum dma_data_direction dir)
+{
+	struct vdmabuf_buffer *buf = dmabuf->priv;
+	int flags = vdmabuf_sync_flags(dir);
+	int ret;
+
+	if (flags < 0)
+		return flags;
+	ret = vdmabuf_buffer_sync(buf, 0, buf->size, flags, 0);
+	if (ret)
+		return ret;
+	vdmabuf_sync_attachments(buf, true);
+	return 0;
+}
+
+static int vdmabuf_end_cpu_access(struct dma_buf *dmabuf,
+				  enum dma_data_direction dir)
+{
+	struct vdmabuf_buffer *buf = dmabuf->priv;
+	int flags = vdmabuf_sync_flags(dir);
+
+	if (flags < 0)
+		return flags;
+	vdmabuf_sync_attachments(buf, false);
+	return vdmabuf_buffer_sync(buf, 0, buf->size,
+				   flags | VIRTIO_DMABUF_SYNC_END, 0);
+}
+
+static vm_fault_t vdmabuf_vm_fault(struct vm_fault *vmf)
+{
+	struct vdmabuf_buffer *buf = vmf->vma->vm_private_data;
+
+	if (vmf->pgoff >= buf->nr_pages)
+		return VM_FAULT_SIGBUS;
+	vmf->page = buf->pages[vmf->pgoff];
+	get_page(vmf->page);
+	return 0;
+}
+
+static const struct vm_operations_struct vdmabuf_vm_ops = {
+	.fault = vdmabuf_vm_fault,
+};
+
+static int vdmabuf_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
+{
+	/* MAP_SHARED only (of a read-only fd: VM_MAYSHARE, not VM_SHARED) */
+	if (!(vma->vm_flags & VM_MAYSHARE))
+		return -EINVAL;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+#else
+	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
+#endif
+	vma->vm_ops = &vdmabuf_vm_ops;
+	vma->vm_private_data = dmabuf->priv;
+	return 0;
+}
+
+static int vdmabuf_vmap(struct dma_buf *dmabuf, struct iosys_map *map)
+{
+	struct vdmabuf_buffer *buf = dmabuf->priv;
+	void *vaddr;
+
+	if (buf->nr_pages > UINT_MAX)
+		return -E2BIG;
+	vaddr = vmap(buf->pages, buf->nr_pages, VM_MAP, PAGE_KERNEL);
+	if (!vaddr)
+		return -ENOMEM;
+	iosys_map_set_vaddr(map, vaddr);
+	return 0;
+}
+
+static void vdmabuf_vunmap(struct dma_buf *dmabuf, struct iosys_map *map)
+{
+	vunmap(map->vaddr);
+}
+
+static int vdmabuf_get_uuid(struct dma_buf *dmabuf, uuid_t *uuid)
+{
+	struct vdmabuf_buffer *buf = dmabuf->priv;
+
+	memcpy(uuid->b, buf->uuid, sizeof(uuid->b));
+	return 0;
+}
+
+static void vdmabuf_buffer_destroy(struct vdmabuf_buffer *buf)
+{
+	bool safe = vdmabuf_do_release(buf);
+
+	vdmabuf_table_del(buf);
+	vdmabuf_free_pages(buf, !safe);
+	vdmabuf_device_put(buf->dev);
+	mutex_destroy(&buf->lock);
+	kfree(buf);
+}
+
+static void vdmabuf_release(struct dma_buf *dmabuf)
+{
+	vdmabuf_buffer_destroy(dmabuf->priv);
+}
+
+static const struct virtio_dma_buf_ops vdmabuf_dmabuf_ops = {
+	.ops = {
+		.cache_sgt_mapping = true,
+		.attach = virtio_dma_buf_attach,
+		.detach = vdmabuf_detach,
+		.map_dma_buf = vdmabuf_map_dma_buf,
+		.unmap_dma_buf = vdmabuf_unmap_dma_buf,
+		.release = vdmabuf_release,
+		.begin_cpu_access = vdmabuf_begin_cpu_access,
+		.end_cpu_access = vdmabuf_end_cpu_access,
+		.mmap = vdmabuf_mmap,
+		.vmap = vdmabuf_vmap,
+		.vunmap = vdmabuf_vunmap,
+	},
+	.device_attach = vdmabuf_device_attach,
+	.get_uuid = vdmabuf_get_uuid,
+};
+
+struct vdmabuf_buffer *vdmabuf_buffer_from_dmabuf(struct dma_buf *dmabuf)
+{
+	if (dmabuf->ops != &vdmabuf_dmabuf_ops.ops)
+		return NULL;
+	return dmabuf->priv;
+}
+
+/* ------------------------------------------------------------------ */
+/* ALLOC and IMPORT                                                   */
+/* ------------------------------------------------------------------ */
+
+static struct vdmabuf_buffer *vdmabuf_buffer_new(struct vdmabuf_device *dev,
+						 enum vdmabuf_kind kind,
+						 u64 size)
+{
+	u64 nr_pages = DIV_ROUND_UP_ULL(size, PAGE_SIZE);
+	struct vdmabuf_buffer *buf;
+	int ret;
+
+	if (!size)
+		return ERR_PTR(-EINVAL);
+	if (nr_pages > totalram_pages() || nr_pages > UINT_MAX)
+		return ERR_PTR(-ENOMEM);
+
+	buf = kzalloc(sizeof(*buf), GFP_KERNEL);
+	if (!buf)
+		return ERR_PTR(-ENOMEM);
+	vdmabuf_device_get(dev);
+	buf->dev = dev;
+	buf->kind = kind;
+	buf->size = size;
+	buf->nr_pages = nr_pages;
+	INIT_HLIST_NODE(&buf->node);
+	mutex_init(&buf->lock);
+	INIT_LIST_HEAD(&buf->attachments);
+
+	ret = vdmabuf_alloc_pages(buf);
+	if (ret) {
+		vdmabuf_buffer_destroy(buf);
+		return ERR_PTR(ret);
+	}
+	return buf;
+}
+
+static int vdmabuf_buffer_export(struct vdmabuf_buffer *buf, int oflags)
+{
+	DEFINE_DMA_BUF_EXPORT_INFO(exp);
+	struct dma_buf *dmabuf;
+
+	exp.ops = &vdmabuf_dmabuf_ops.ops;
+	exp.size = buf->nr_pages << PAGE_SHIFT;
+	exp.flags = oflags;
+	exp.priv = buf;
+	dmabuf = virtio_dma_buf_export(&exp);
+	if (IS_ERR(dmabuf))
+		return PTR_ERR(dmabuf);
+	buf->dmabuf = dmabuf;
+	return 0;
+}
+
+/*
+ * ALLOC: allocate zeroed pages, register them with CREATE and export them.
+ * On success *dmabufp holds the only reference to the new dma-buf.
+ */
+int vdmabuf_buffer_alloc(struct vdmabuf_device *dev, u64 size, u32 flags,
+			 struct dma_buf **dmabufp, u8 *uuid)
+{
+	struct vdmabuf_buffer *buf;
+	int ret;
+
+	if (!size || flags & ~VIRTIO_DMABUF_BUF_CREATE_MASK)
+		return -EINVAL;
+	if (vdmabuf_device_gone(dev))
+		return -ENODEV;
+	if (size > dev->max_bytes)
+		return -EDQUOT;
+
+	buf = vdmabuf_buffer_new(dev, VDMABUF_OWN, size);
+	if (IS_ERR(buf))
+		return PTR_ERR(buf);
+	buf->flags = VIRTIO_DMABUF_BUF_OWN;
+	buf->share_flags = flags;
+
+	ret = vdmabuf_do_create(buf);
+	if (ret)
+		goto err;
+	ret = vdmabuf_buffer_export(buf, O_RDWR);
+	if (ret)
+		goto err;
+	vdmabuf_table_add(buf);
+	memcpy(uuid, buf->uuid, VIRTIO_DMABUF_UUID_SIZE);
+	*dmabufp = buf->dmabuf;
+	return 0;
+
+err:
+	vdmabuf_buffer_destroy(buf);
+	return ret;
+}
+
+/*
+ * A UUID this driver holds already is imported by taking a new reference on
+ * its dma-buf. Returns 1 if the UUID is not held.
+ */
+static int vdmabuf_import_held(struct vdmabuf_device *dev, const u8 *uuid,
+			       struct dma_buf **dmabufp)
+{
+	struct vdmabuf_buffer *buf;
+	unsigned long gen;
+	long left;
+
+	for (;;) {
+		mutex_lock(&dev->lock);
+		buf = vdmabuf_table_find(dev, uuid);
+		if (!buf) {
+			mutex_unlock(&dev->lock);
+			return 1;
+		}
+		if (test_bit(VDMABUF_REVOKED, &buf->state)) {
+			mutex_unlock(&dev->lock);
+			return -ENOENT;
+		}
+		if (vdmabuf_get_dmabuf_unless_zero(buf->dmabuf)) {
+			*dmabufp = buf->dmabuf;
+			mutex_unlock(&dev->lock);
+			return 0;
+		}
+		/* its last fd is being closed: wait until RELEASE is done */
+		gen = dev->table_gen;
+		mutex_unlock(&dev->lock);
+		left = wait_event_interruptible_timeout(dev->table_wq,
+					READ_ONCE(dev->table_gen) != gen,
+					VDMABUF_DYING_WAIT_SECS * HZ);
+		if (left < 0)
+			return left;
+		if (!left)
+			return -EBUSY;
+	}
+}
+
+/*
+ * IMPORT: a new reference to a buffer this driver holds, or LOOKUP, pages
+ * for the copy, ATTACH and export. On success *dmabufp holds a reference.
+ */
+int vdmabuf_buffer_import(struct vdmabuf_device *dev, const u8 *uuid,
+			  struct dma_buf **dmabufp)
+{
+	struct vdmabuf_buffer *buf;
+	u32 flags;
+	u64 size;
+	int ret;
+
+	if (vdmabuf_device_gone(dev))
+		return -ENODEV;
+	if (mutex_lock_interruptible(&dev->import_lock))
+		return -ERESTARTSYS;
+
+	ret = vdmabuf_import_held(dev, uuid, dmabufp);
+	if (ret <= 0)
+		goto out;
+
+	if (!dev->can_import) {
+		ret = -EOPNOTSUPP;
+		goto out;
+	}
+	ret = vdmabuf_do_lookup(dev, uuid, &size, &flags);
+	if (ret)
+		goto out;
+	if (flags & VIRTIO_DMABUF_BUF_OWN) {
+		/* ours, but no longer in the table: being released */
+		ret = -ENOENT;
+		goto out;
+	}
+	if (size > dev->max_bytes) {
+		ret = -EDQUOT;
+		goto out;
+	}
+
+	buf = vdmabuf_buffer_new(dev, VDMABUF_IMPORTED, size);
+	if (IS_ERR(buf)) {
+		ret = PTR_ERR(buf);
+		goto out;
+	}
+	memcpy(buf->uuid, uuid, VIRTIO_DMABUF_UUID_SIZE);
+	buf->flags = flags & (VIRTIO_DMABUF_BUF_READ_ONLY |
+			      VIRTIO_DMABUF_BUF_HOST_BACKED);
+
+	ret = vdmabuf_do_attach(buf);
+	if (ret)
+		goto err;
+	ret = vdmabuf_buffer_export(buf,
+				    buf->flags & VIRTIO_DMABUF_BUF_READ_ONLY ?
+				    O_RDONLY : O_RDWR);
+	if (ret)
+		goto err;
+	vdmabuf_table_add(buf);
+	*dmabufp = buf->dmabuf;
+	goto out;
+
+err:
+	vdmabuf_buffer_destroy(buf);
+out:
+	mutex_unlock(&dev->import_lock);
+	return ret;
+}

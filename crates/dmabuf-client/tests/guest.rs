@@ -174,5 +174,5 @@ fn guest_imports_host_shares_as_the_share_flags_allow() {
 
     // Revoking detaches the importer.
     c.revoke(&open).unwrap();
-    assert_eq!(vm.sync(&open, 0, 1, sf::READ, 0).unwrap(), Status::NotFound);
+    assert_eq!(vm.sync(&open, 0, 1, sf::READ, 0).unwrap(), Status::Revoked);
 }

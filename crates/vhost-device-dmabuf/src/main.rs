@@ -34,8 +34,9 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     control_socket: Option<PathBuf>,
 
-    /// Most segments in one CREATE or ATTACH request.
-    #[arg(long, default_value_t = 1 << 20)]
+    /// Most segments in one CREATE or ATTACH request (262,144 = 1 GiB of separate 4 KiB pages,
+    /// a 4 MiB list: the most a Linux driver can allocate contiguously).
+    #[arg(long, default_value_t = 1 << 18)]
     max_segments: u32,
 
     /// Most buffers one VM may hold (created plus imported).

@@ -50,7 +50,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_segments: 1 << 20,
+            max_segments: 1 << 18,
             max_buffers: 4096,
             max_bytes: 8 << 30,
             max_total_segments: 4 << 20,
@@ -549,7 +549,10 @@ impl Registry {
             .and_then(|d| d.holdings.held.get(&op.uuid).map(|h| h.0));
         let buf = match (role, self.buffer(&op.uuid)) {
             (Some(Role::Own | Role::Attached), Some(b)) => b,
-            _ => return BeginResult::Done(Status::NotFound),
+            // Destroyed or revoked while held: the same answer whether or not the event reached
+            // the driver, until it releases the UUID.
+            (Some(_), _) => return BeginResult::Done(Status::Revoked),
+            (None, _) => return BeginResult::Done(Status::NotFound),
         };
         self.sync(&buf, vm.domain, op, done)
     }
@@ -855,6 +858,14 @@ impl Registry {
                     .and_then(|d| d.holdings.held.get_mut(uuid))
                 {
                     h.0 = Role::Revoked;
+                }
+                // The owner learns it like an importer does.
+                if let Origin::Guest { vm, .. } = &buf.origin {
+                    vm.port.post_event(&Event {
+                        type_: virtio::event::REVOKED.to_le(),
+                        reserved: 0,
+                        uuid: *uuid,
+                    });
                 }
             }
             self.destroy_locked(&mut inner, &buf, &mut fired);

@@ -258,13 +258,14 @@ fn disconnect_releases_accesses_and_fails_nothing_else() {
     assert_eq!(ev.len(), 1);
     assert_eq!(u32::from_le(ev[0].type_), event::REVOKED);
     assert_eq!(ev[0].uuid, u);
-    assert_eq!(c.sync(&u, 0, PAGE, sf::READ, 0).unwrap(), Status::NotFound);
+    assert_eq!(c.sync(&u, 0, PAGE, sf::READ, 0).unwrap(), Status::Revoked);
     assert_eq!(
         c.release(&u).unwrap(),
         Status::Ok,
         "a revoked import is still released"
     );
     assert_eq!(c.release(&u).unwrap(), Status::NotFound);
+    assert_eq!(c.sync(&u, 0, PAGE, sf::READ, 0).unwrap(), Status::NotFound);
 }
 
 #[test]
@@ -287,7 +288,7 @@ fn device_reset_releases_the_guests_buffers() {
     assert_eq!(ev.iter().filter(|e| e.uuid == u1).count(), 1);
     assert_eq!(
         b.sync(&u1, 0, 1, sf::WRITE | sf::END, 0).unwrap(),
-        Status::NotFound
+        Status::Revoked
     );
     // After the reset A's quota is free again and UUIDs are new.
     let n1 = a.create_buffer(&b1, 0).unwrap().unwrap();

@@ -22,7 +22,7 @@ fn every_request_once() {
     let mut vm = Vm::connect(&d.vm_socket("vm1"), VmOptions::default()).unwrap();
     let cfg = vm.config().unwrap();
     assert_eq!(cfg.sync_timeout_ms, 3000);
-    assert_eq!(cfg.max_segments, 1 << 20);
+    assert_eq!(cfg.max_segments, 1 << 18);
 
     let b = vm.alloc_buffer(3 * 4096, true).unwrap();
     let uuid = vm.create_buffer(&b, 0).unwrap().unwrap();

@@ -208,6 +208,21 @@ impl SplitQueue {
         Ok(())
     }
 
+    /// Hostile tests: overwrite the avail ring's index with `idx` and kick (as a broken or
+    /// malicious driver would); `restore` puts the true index back.
+    pub fn poke_avail_idx(&mut self, ram: &GuestRam, idx: Option<u16>) -> Result<(), HarnessError> {
+        let v = idx.unwrap_or(self.avail_idx);
+        ram.write(self.avail + 2, &v.to_le_bytes())?;
+        fence(Ordering::SeqCst);
+        self.kick.write(1)?;
+        Ok(())
+    }
+
+    /// The driver's own avail index.
+    pub fn avail_idx(&self) -> u16 {
+        self.avail_idx
+    }
+
     /// Tell the device (EVENT_IDX) to notify at the next used entry.
     fn arm(&self, ram: &GuestRam) -> Result<(), HarnessError> {
         let used_event = self.avail + 4 + 2 * u64::from(self.size);

@@ -765,3 +765,145 @@ fn h40_segment_list_split_over_many_descriptors_is_valid() {
     assert_eq!(resp.len(), 24);
     g.still_serving();
 }
+
+#[test]
+fn h41_indirect_chain_longer_than_the_queue() {
+    let mut g = guest();
+    // 300 one-byte readable descriptors (the queue has 256 entries) carrying a SYNC request.
+    let r = Vm::sync_request(&g.probe, 0, 1, sf::READ, 0);
+    let a = g.vm.scratch(r.len() as u64).unwrap();
+    g.vm.ram.write(a, &r).unwrap();
+    let resp = g.vm.scratch(8).unwrap();
+    let mut bufs: Vec<Buf> = (0..300u64)
+        .map(|i| Buf {
+            addr: a + (i % r.len() as u64),
+            len: 1,
+            write: false,
+        })
+        .collect();
+    bufs.push(Buf {
+        addr: resp,
+        len: 8,
+        write: true,
+    });
+    let table = g.vm.scratch(bufs.len() as u64 * 16).unwrap();
+    let head = g.vm.req.add_indirect(&g.vm.ram, table, &bufs).unwrap();
+    // Refused or answered, but answered: never a hang, never a crash.
+    let len =
+        g.vm.wait_head(head, std::time::Duration::from_secs(5))
+            .unwrap();
+    assert!(len == 0 || len == 8, "used length {len}");
+    g.still_serving();
+}
+
+#[test]
+fn h42_avail_index_abuse() {
+    let mut g = guest();
+    let real = g.vm.req.avail_idx();
+    // An index far beyond the ring: the device must not walk garbage or spin.
+    g.vm.req
+        .poke_avail_idx(&g.vm.ram, Some(real.wrapping_add(5000)))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The driver repairs its ring; the device serves again (or, having stopped the queue,
+    // another VM is unaffected).
+    g.vm.req.poke_avail_idx(&g.vm.ram, None).unwrap();
+    let mut vm2 = Vm::connect(&g._d.vm_socket("vm2"), VmOptions::default()).unwrap();
+    let b = vm2.alloc_buffer(PAGE, false).unwrap();
+    assert!(
+        vm2.create_buffer(&b, 0).unwrap().is_ok(),
+        "other VMs keep working"
+    );
+    // And the repaired queue itself serves again.
+    g.still_serving();
+}
+
+#[test]
+fn h43_start_racing_the_owners_release() {
+    let mut g = guest();
+    let mut vm2 = Vm::connect(&g._d.vm_socket("vm2"), VmOptions::default()).unwrap();
+    let b = g.vm.alloc_buffer(PAGE, false).unwrap();
+    let u = g.vm.create_buffer(&b, 0).unwrap().unwrap();
+    let c = vm2.alloc_buffer(PAGE, false).unwrap();
+    assert_eq!(vm2.attach(&u, &c).unwrap(), Status::Ok);
+    assert_eq!(vm2.sync(&u, 0, PAGE, sf::WRITE, 0).unwrap(), Status::Ok);
+    // The owner's own START waits behind vm2's write; then the owner releases the buffer.
+    let p = g.vm.sync_async(&u, 0, 1, sf::READ, 0).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(g.vm.try_pending(&p).unwrap(), None);
+    assert_eq!(g.vm.release(&u).unwrap(), Status::Ok);
+    assert_eq!(
+        g.vm.wait_pending(&p, std::time::Duration::from_secs(5))
+            .unwrap(),
+        Status::Revoked
+    );
+    // vm2's END on the vanished buffer: REVOKED, and its release succeeds.
+    assert_eq!(
+        vm2.sync(&u, 0, PAGE, sf::WRITE | sf::END, 0).unwrap(),
+        Status::Revoked
+    );
+    assert_eq!(vm2.release(&u).unwrap(), Status::Ok);
+    g.still_serving();
+}
+
+#[test]
+fn h44_import_quota() {
+    let mut g = guest_with(&["--max-buffers", "2"]);
+    let mut vm2 = Vm::connect(&g._d.vm_socket("vm2"), VmOptions::default()).unwrap();
+    let mut uuids = Vec::new();
+    // The probe counts against vm1's quota: one more fits.
+    let b = g.vm.alloc_buffer(PAGE, false).unwrap();
+    uuids.push(g.vm.create_buffer(&b, 0).unwrap().unwrap());
+    uuids.push(g.probe);
+    let own = vm2.alloc_buffer(PAGE, false).unwrap();
+    vm2.create_buffer(&own, 0).unwrap().unwrap();
+    let c1 = vm2.alloc_buffer(PAGE, false).unwrap();
+    let c2 = vm2.alloc_buffer(PAGE, false).unwrap();
+    assert_eq!(vm2.attach(&uuids[0], &c1).unwrap(), Status::Ok);
+    assert_eq!(
+        vm2.attach(&uuids[1], &c2).unwrap(),
+        Status::QuotaExceeded,
+        "imports count too"
+    );
+    g.still_serving();
+}
+
+#[test]
+fn h45_release_of_another_vms_buffer_and_response_area_in_the_request() {
+    let mut g = guest();
+    let mut vm2 = Vm::connect(&g._d.vm_socket("vm2"), VmOptions::default()).unwrap();
+    let p = g.probe;
+    // A VM cannot release, and so destroy, a buffer it does not hold.
+    assert_eq!(vm2.release(&p).unwrap(), Status::NotFound);
+    // The response area overlaps the request itself: the device reads first, then writes.
+    let r = Vm::sync_request(&p, 0, 1, sf::READ, 0);
+    let a = g.vm.scratch(64).unwrap();
+    g.vm.ram.write(a, &r).unwrap();
+    let head =
+        g.vm.submit(&[
+            Buf {
+                addr: a,
+                len: r.len() as u32,
+                write: false,
+            },
+            Buf {
+                addr: a,
+                len: 8,
+                write: true,
+            },
+        ])
+        .unwrap();
+    assert_eq!(
+        g.vm.wait_head(head, std::time::Duration::from_secs(5))
+            .unwrap(),
+        8
+    );
+    let mut out = [0u8; 8];
+    g.vm.ram.read(a, &mut out).unwrap();
+    assert_eq!(status_of(&out).unwrap(), Status::Ok);
+    assert_eq!(
+        g.vm.sync(&p, 0, 1, sf::READ | sf::END, 0).unwrap(),
+        Status::Ok
+    );
+    g.still_serving();
+}

@@ -119,15 +119,18 @@ static int errno_from_name(const char *name)
 /* --expect-errno: a failure with this errno is the expected outcome */
 static int expect_errno = -1;
 
+/* where key=value lines go: stdout, or stderr when stdout carries data (cat) */
+static FILE *out_fp;
+
 static void out(const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vfprintf(out_fp, fmt, ap);
 	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
+	fputc('\n', out_fp);
+	fflush(out_fp);
 }
 
 /* Report a failed step (err is a positive errno) and exit. */
@@ -252,6 +255,10 @@ struct opts {
 	bool attach;
 	const char *raw_ops[32];
 	int nr_raw_ops;
+	long value;		/* wait-byte: -1 none */
+	uint32_t wait_ms;
+	uint32_t interval_ms;
+	const char *text_file;
 };
 
 enum {
@@ -259,7 +266,8 @@ enum {
 	OPT_NO_CLOEXEC, OPT_FILL, OPT_VERIFY_SEED, OPT_WRITE_SEED,
 	OPT_PRINT_CRC, OPT_OFFSET, OPT_LEN, OPT_SYNC, OPT_TIMEOUT, OPT_HOLD,
 	OPT_HOLD_ACCESS, OPT_TWICE, OPT_CARD, OPT_NAME, OPT_ROUNDS, OPT_OP,
-	OPT_ATTACH, OPT_EXPECT, OPT_SEED,
+	OPT_ATTACH, OPT_EXPECT, OPT_SEED, OPT_VALUE, OPT_WAIT_MS,
+	OPT_INTERVAL_MS, OPT_TEXT_FILE,
 };
 
 static const struct option long_opts[] = {
@@ -287,6 +295,10 @@ static const struct option long_opts[] = {
 	{ "op", required_argument, NULL, OPT_OP },
 	{ "attach", no_argument, NULL, OPT_ATTACH },
 	{ "expect-errno", required_argument, NULL, OPT_EXPECT },
+	{ "value", required_argument, NULL, OPT_VALUE },
+	{ "wait-ms", required_argument, NULL, OPT_WAIT_MS },
+	{ "interval-ms", required_argument, NULL, OPT_INTERVAL_MS },
+	{ "text-file", required_argument, NULL, OPT_TEXT_FILE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -301,6 +313,9 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 	o->card = "/dev/dri/card0";
 	o->rounds = 9;
 	o->kop = "checksum";
+	o->value = -1;
+	o->wait_ms = 60000;
+	o->interval_ms = 100;
 
 	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
 		switch (c) {
@@ -369,6 +384,18 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_ATTACH: o->attach = true; break;
 		case OPT_EXPECT: expect_errno = errno_from_name(optarg); break;
+		case OPT_VALUE:
+			o->value = parse_u64(optarg, "bad --value") & 0xff;
+			break;
+		case OPT_WAIT_MS:
+			o->wait_ms = parse_u64(optarg, "bad --wait-ms");
+			break;
+		case OPT_TEXT_FILE: o->text_file = optarg; break;
+		case OPT_INTERVAL_MS:
+			o->interval_ms = parse_u64(optarg, "bad --interval-ms");
+			if (!o->interval_ms)
+				o->interval_ms = 1;
+			break;
 		default: usage_exit("bad option");
 		}
 	}
@@ -396,6 +423,7 @@ struct buf {
 	uint8_t uuid[16];
 	uint32_t flags;
 	uint8_t *map;
+	bool map_writable;	/* map was made with PROT_WRITE */
 	bool writable;
 };
 
@@ -452,26 +480,34 @@ static void do_import(int dev, const struct opts *o, struct buf *b)
 /* --uuid: import; otherwise --size: allocate */
 static void get_buf(int dev, const struct opts *o, struct buf *b)
 {
+	int fdflags;
+
 	if (o->have_uuid)
 		do_import(dev, o, b);
 	else
 		do_alloc(dev, o, b);
+	fdflags = fcntl(b->fd, F_GETFD);
 	out("uuid=%s", uuid_str(b->uuid));
 	out("size=%" PRIu64, b->size);
 	out("flags=0x%x", b->flags);
+	out("cloexec=%d", fdflags >= 0 && (fdflags & FD_CLOEXEC) ? 1 : 0);
 }
 
 static void buf_map(struct buf *b, bool write)
 {
 	int prot = PROT_READ | (write ? PROT_WRITE : 0);
 
-	if (b->map)
+	if (b->map && (b->map_writable || !write))
 		return;
+	/* a read-only mapping is replaced when a write needs the buffer */
+	if (b->map)
+		munmap(b->map, b->map_size);
 	b->map = mmap(NULL, b->map_size, prot, MAP_SHARED, b->fd, 0);
 	if (b->map == MAP_FAILED) {
 		b->map = NULL;
 		fail(errno, "mmap dma-buf (%s)", write ? "rw" : "ro");
 	}
+	b->map_writable = write;
 }
 
 /* One ranged sync; returns 0 or a positive errno. */
@@ -642,10 +678,46 @@ static void print_info(int dev, const struct buf *b)
 }
 
 /*
+ * Look at (peek) or write (poke) a range of the mapping with no sync around
+ * it: what this guest's pages hold right now, e.g. an imported copy outside
+ * the range of the last sync. Returns false if a verify failed or the range
+ * is outside the buffer.
+ */
+static bool peek_poke(struct buf *b, bool poke, uint64_t off, uint64_t len,
+		      uint32_t seed)
+{
+	uint64_t mismatch;
+
+	if (!len || off > b->size || len > b->size - off) {
+		out("error=range %" PRIu64 "+%" PRIu64 " outside the buffer",
+		    off, len);
+		return false;
+	}
+	buf_map(b, poke);
+	if (poke) {
+		fill_pattern(b->map + off, off, len, seed);
+		out("poke_fnv1a64=%016" PRIx64, fnv64(b->map + off, len));
+		return true;
+	}
+	out("fnv1a64=%016" PRIx64, fnv64(b->map + off, len));
+	mismatch = check_pattern(b->map + off, off, len, seed);
+	if (mismatch != UINT64_MAX) {
+		out("verify=fail");
+		out("mismatch=%" PRIu64, mismatch);
+		out("got=0x%02x", b->map[mismatch]);
+		out("want=0x%02x", dmabuf_pattern_byte(mismatch, seed));
+		return false;
+	}
+	out("verify=ok");
+	return true;
+}
+
+/*
  * Keep the buffer until @hold seconds passed (hold < 0: forever) or stdin
  * closes. Lines read from stdin meanwhile are commands:
- *   checksum [OFF LEN] | verify SEED [OFF LEN] | write SEED [OFF LEN] | info |
- *   quit
+ *   checksum [OFF LEN] | verify SEED [OFF LEN] | write SEED [OFF LEN] |
+ *   peek SEED [OFF LEN] | poke SEED [OFF LEN] (no sync: the local pages) |
+ *   info | closedev (close /dev/virtio-dmabuf<N>, keep the dma-buf) | quit
  * each answered with key=value lines and "done=<command>".
  */
 static bool hold_buffer(int dev, const struct opts *o, struct buf *b)
@@ -696,6 +768,25 @@ static bool hold_buffer(int dev, const struct opts *o, struct buf *b)
 			if (!strcmp(cmd, "info")) {
 				print_info(dev, b);
 				out("done=info");
+				continue;
+			}
+			if (!strcmp(cmd, "closedev")) {
+				/* only the dma-buf fd (and mapping) stay open */
+				if (dev >= 0)
+					close(dev);
+				dev = -1;
+				out("dev_closed=1");
+				out("done=closedev");
+				continue;
+			}
+			if ((!strcmp(cmd, "peek") || !strcmp(cmd, "poke")) &&
+			    k >= 2) {
+				if (k >= 4) {
+					off = c;
+					len = d;
+				}
+				ok &= peek_poke(b, cmd[1] == 'o', off, len, a);
+				out("done=%s", cmd);
 				continue;
 			}
 			if (!strcmp(cmd, "checksum")) {
@@ -753,13 +844,10 @@ static int cmd_alloc(const struct opts *o)
 {
 	int dev = open_dev(o);
 	struct buf b;
-	int fdflags;
 	bool ok = true;
 
 	get_buf(dev, o, &b);
-	fdflags = fcntl(b.fd, F_GETFD);
 	out("fd=%d", b.fd);
-	out("cloexec=%d", fdflags >= 0 && (fdflags & FD_CLOEXEC) ? 1 : 0);
 	if (o->fill_seed >= 0) {
 		struct opts w = *o;
 
@@ -876,6 +964,8 @@ static int cmd_raw_sync(const struct opts *o)
 			continue;
 		}
 		parse_raw_op(o->raw_ops[i], &flags, &off, &len, &timeout);
+		/* printed before the ioctl: an observer sees that it was issued */
+		out("op%d_issue=%s", i, o->raw_ops[i]);
 		t0 = now_ns();
 		err = ranged_sync(dev, b.fd, flags, off, len, timeout);
 		out("op%d=%s", i, o->raw_ops[i]);
@@ -1145,6 +1235,130 @@ static int cmd_kimport(const struct opts *o)
 	return expect_errno > 0 ? 1 : 0;
 }
 
+/*
+ * A mailbox shared by the host: import it once, then poll, each time with a
+ * read sync around the look, until the byte at --offset has --value. The bytes
+ * after it, up to a NUL (at most 255), are printed as payload=. Bounded by
+ * --wait-ms (ETIMEDOUT).
+ */
+static int cmd_wait_byte(const struct opts *o)
+{
+	int dev = open_dev(o);
+	uint64_t t0 = now_ns(), len;
+	unsigned long polls = 0;
+	struct buf b;
+
+	if (o->value < 0)
+		usage_exit("wait-byte needs --value");
+	get_buf(dev, o, &b);
+	if (o->offset >= b.size)
+		fail(EINVAL, "--offset %" PRIu64 " outside the buffer", o->offset);
+	len = b.size - o->offset < 256 ? b.size - o->offset : 256;
+	buf_map(&b, false);
+	for (;;) {
+		char payload[256];
+		uint64_t i;
+		bool hit;
+		int err;
+
+		err = ranged_sync(dev, b.fd, VIRTIO_DMABUF_IOC_SYNC_READ |
+				  VIRTIO_DMABUF_IOC_SYNC_START, o->offset, len,
+				  o->timeout_ms);
+		if (err)
+			fail(err, "sync start read of the mailbox");
+		polls++;
+		hit = b.map[o->offset] == o->value;
+		for (i = 1; hit && i < len && b.map[o->offset + i]; i++) {
+			uint8_t c = b.map[o->offset + i];
+
+			payload[i - 1] = c >= 0x20 && c < 0x7f ? c : '?';
+		}
+		if (hit)
+			payload[i - 1] = 0;
+		err = ranged_sync(dev, b.fd, VIRTIO_DMABUF_IOC_SYNC_READ |
+				  VIRTIO_DMABUF_IOC_SYNC_END, o->offset, len, 0);
+		if (err)
+			fail(err, "sync end read of the mailbox");
+		if (hit) {
+			out("value=%ld", o->value);
+			out("payload=%s", payload);
+			out("polls=%lu", polls);
+			out("waited_ms=%.0f", (now_ns() - t0) / 1e6);
+			out("status=OK");
+			return 0;
+		}
+		if ((now_ns() - t0) / 1000000 >= o->wait_ms)
+			fail(ETIMEDOUT, "byte %" PRIu64 " is 0x%02x, not 0x%02lx after %u ms",
+			     o->offset, b.map[o->offset], o->value, o->wait_ms);
+		sleep_ms(o->interval_ms);
+	}
+}
+
+/*
+ * cat: the bytes of a range, up to the first NUL, on stdout, read under a
+ * read sync (the key=value lines go to stderr).
+ */
+static int cmd_cat(const struct opts *o)
+{
+	int dev = open_dev(o);
+	uint64_t off, len, n;
+	struct buf b;
+
+	get_buf(dev, o, &b);
+	range_of(o, &b, &off, &len);
+	buf_map(&b, false);
+	access_sync(dev, o, &b, false, true, off, len);
+	for (n = 0; n < len && b.map[off + n]; n++)
+		;
+	if (fwrite(b.map + off, 1, n, stdout) != n || fflush(stdout))
+		fail(errno ? errno : EIO, "write to stdout");
+	access_sync(dev, o, &b, false, false, off, len);
+	out("text_bytes=%" PRIu64, n);
+	out("status=OK");
+	return 0;
+}
+
+/*
+ * puts: copy the contents of --text-file into the buffer at --offset, and a
+ * NUL after it when there is room, under a write sync over the whole rest of
+ * the range (so a shorter text also clears what followed). With --size the
+ * buffer is allocated first; --hold keeps it open afterwards.
+ */
+static int cmd_puts(const struct opts *o)
+{
+	int dev = open_dev(o);
+	uint64_t off, len, n;
+	struct buf b;
+	bool ok = true;
+	FILE *f;
+
+	if (!o->text_file)
+		usage_exit("puts needs --text-file FILE");
+	f = strcmp(o->text_file, "-") ? fopen(o->text_file, "r") : stdin;
+	if (!f)
+		fail(errno, "open %s", o->text_file);
+	get_buf(dev, o, &b);
+	out("fd=%d", b.fd);
+	range_of(o, &b, &off, &len);
+	buf_map(&b, true);
+	access_sync(dev, o, &b, true, true, off, len);
+	n = fread(b.map + off, 1, len, f);
+	if (ferror(f))
+		fail(EIO, "read %s", o->text_file);
+	memset(b.map + off + n, 0, len - n);
+	out("text_fnv1a64=%016" PRIx64, fnv64(b.map + off, n));
+	access_sync(dev, o, &b, true, false, off, len);
+	if (f != stdin)
+		fclose(f);
+	out("text_bytes=%" PRIu64, n);
+	if (n == len)
+		out("truncated=1");
+	if (o->have_hold)
+		ok = hold_buffer(dev, o, &b);
+	out("status=%s", ok ? "OK" : "EILSEQ");
+	return ok ? 0 : 1;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(const struct opts *o);
@@ -1158,6 +1372,9 @@ static const struct {
 	{ "vgem", cmd_vgem, "--size N [--fill SEED] | --uuid U  [--card /dev/dri/card0]" },
 	{ "setname", cmd_setname, "--size N [--name STR]" },
 	{ "bench-read", cmd_bench_read, "--uuid U | --size N  [--rounds R] [--sync ranged|dmabuf|none]" },
+	{ "cat", cmd_cat, "--uuid U | --size N  [--offset O --len L]  (bytes up to the first NUL to stdout; key=value to stderr)" },
+	{ "puts", cmd_puts, "--uuid U | --size N  --text-file FILE|-  [--offset O --len L] [--hold S]" },
+	{ "wait-byte", cmd_wait_byte, "--uuid U --value V [--offset O] [--wait-ms T] [--interval-ms I]" },
 	{ "kimport", cmd_kimport, "--uuid U | --size N [--fill SEED]  [--op checksum|verify|write] [--verify-seed S] [--write-seed S] [--offset O --len L] [--attach]" },
 };
 
@@ -1165,6 +1382,10 @@ int main(int argc, char **argv)
 {
 	struct opts o;
 	size_t i;
+
+	out_fp = stdout;
+	if (argc >= 2 && !strcmp(argv[1], "cat"))
+		out_fp = stderr;
 
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
 		printf("usage: dmabuf-guest COMMAND [--dev /dev/virtio-dmabuf0] [--expect-errno NAME] OPTIONS\n");

@@ -1,0 +1,147 @@
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+#
+# Helpers for the guest scripts of tests/vm-suite.sh (busybox sh in the test initramfs).
+# The host concatenates: its variables (MBOX=, CASES=, ...), this file, one guest script.
+#
+# Protocol with the host:
+#  * results go to the console as lines "@@ <tag>.<key>=<value>"; tags are unique per run,
+#    so the host can wait for one exact key;
+#  * the guest pauses with "go N": it polls the host's mailbox buffer $MBOX (import, read
+#    sync, look at byte 0, 100 ms apart) until the host wrote N there; the bytes after it,
+#    up to a NUL, are a payload (e.g. a UUID) the guest finds in $PAYLOAD.
+# Every wait here is bounded.
+# shellcheck disable=SC2034  # KO, PAYLOAD: used by the scripts appended after this file
+
+G=dmabuf-guest
+KO=/lib/modules/extra
+GO_WAIT_MS=${GO_WAIT_MS:-240000}
+
+say() { echo "@@ $*"; }
+want() { case " $CASES " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# Prefix every line of stdin with "@@ TAG."; lines that are not key=value become out=LINE.
+tag() {
+    while IFS= read -r _l; do
+        case "$_l" in
+            [A-Za-z_]*=*) echo "@@ $1.$_l" ;;
+            *) echo "@@ $1.out=$_l" ;;
+        esac
+    done
+}
+
+# run TAG CMD...: run CMD, its output tagged line by line as it comes, then TAG.rc=<status>.
+run() {
+    _t=$1
+    shift
+    { "$@" 2>&1; echo "rc=$?"; } | tag "$_t"
+}
+
+# go N: wait for the host's go for step N (sets PAYLOAD); a missing go ends the script.
+go() {
+    if ! _o=$("$G" wait-byte --uuid "$MBOX" --value "$1" --wait-ms "$GO_WAIT_MS" 2>&1); then
+        echo "$_o" | tag "go$1"
+        say "go$1.error=no go from the host"
+        exit 1
+    fi
+    PAYLOAD=$(echo "$_o" | sed -n 's/^payload=//p')
+    say "go$1.ok=1"
+}
+
+# alive PID: the process exists and is not a zombie
+alive() {
+    _s=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)
+    [ -n "$_s" ] && [ "$_s" != Z ]
+}
+
+# hold_start NAME TAG DMABUF-GUEST-ARGS...: keep a buffer open in the background with
+# --hold -1; commands go in through /tmp/NAME.in (kept open by a sleeping writer). Prints the
+# holder's lines tagged TAG once it printed ready=1 (or died), then TAG.ready=1|0.
+hold_start() {
+    _n=$1 _t=$2
+    shift 2
+    rm -f "/tmp/$_n.in" "/tmp/$_n.out"
+    mkfifo "/tmp/$_n.in"
+    sleep 100000 > "/tmp/$_n.in" &
+    echo $! > "/tmp/$_n.keep"
+    "$G" "$@" --hold -1 < "/tmp/$_n.in" > "/tmp/$_n.out" 2>&1 &
+    echo $! > "/tmp/$_n.pid"
+    _i=0
+    while ! grep -q '^ready=1' "/tmp/$_n.out" && alive "$(cat "/tmp/$_n.pid")" && [ $_i -lt 600 ]; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    grep -v '^ready=' "/tmp/$_n.out" | tag "$_t"
+    if grep -q '^ready=1' "/tmp/$_n.out"; then say "$_t.ready=1"; else say "$_t.ready=0"; fi
+}
+
+# uuid_of NAME: the UUID a holder printed
+uuid_of() { sed -n 's/^uuid=//p' "/tmp/$1.out" | head -n 1; }
+
+# hcmd NAME TAG COMMAND...: send one command to a holder, wait (at most 60 s) for its
+# done= line, print the new lines tagged TAG, then TAG.end=done|died|timeout.
+hcmd() {
+    _n=$1 _t=$2
+    shift 2
+    _c=$(grep -c '^done=' "/tmp/$_n.out")
+    _l=$(wc -l < "/tmp/$_n.out")
+    _p=$(cat "/tmp/$_n.pid")
+    _e="done"
+    if alive "$_p"; then
+        timeout 5 sh -c "echo '$*' > /tmp/$_n.in" || _e=timeout
+    else
+        _e=died
+    fi
+    _i=0
+    while [ "$_e" = "done" ] && [ "$(grep -c '^done=' "/tmp/$_n.out")" -le "$_c" ]; do
+        if ! alive "$_p"; then
+            sleep 0.2
+            [ "$(grep -c '^done=' "/tmp/$_n.out")" -le "$_c" ] && _e=died
+            break
+        fi
+        _i=$((_i + 1))
+        [ $_i -ge 600 ] && { _e=timeout; break; }
+        sleep 0.1
+    done
+    tail -n +$((_l + 1)) "/tmp/$_n.out" | tag "$_t"
+    say "$_t.end=$_e"
+}
+
+# hold_quit NAME TAG: tell a holder to quit, wait (at most 10 s) until it exited, stop the
+# fifo's writer; prints TAG.closed=1 (or 0 if it had to be killed).
+hold_quit() {
+    _n=$1 _t=$2
+    _p=$(cat "/tmp/$_n.pid")
+    _l=$(wc -l < "/tmp/$_n.out")
+    alive "$_p" && timeout 5 sh -c "echo quit > /tmp/$_n.in"
+    _i=0
+    while alive "$_p" && [ $_i -lt 100 ]; do sleep 0.1; _i=$((_i + 1)); done
+    _ok=1
+    if alive "$_p"; then kill -9 "$_p" 2>/dev/null; _ok=0; fi
+    kill "$(cat "/tmp/$_n.keep")" 2>/dev/null
+    wait "$_p" 2>/dev/null
+    tail -n +$((_l + 1)) "/tmp/$_n.out" | tag "$_t"
+    say "$_t.closed=$_ok"
+}
+
+# devnode: 1 if /dev/virtio-dmabuf0 exists
+devnode() { if [ -e /dev/virtio-dmabuf0 ]; then echo 1; else echo 0; fi; }
+
+# wait_devnode: wait (at most 5 s) for /dev/virtio-dmabuf0
+wait_devnode() {
+    _i=0
+    while [ ! -e /dev/virtio-dmabuf0 ] && [ $_i -lt 50 ]; do sleep 0.1; _i=$((_i + 1)); done
+}
+
+# kernel log lines that mean trouble (printed at the end of every guest script)
+dmesg_trouble() {
+    dmesg | grep -E 'BUG|WARNING|Oops|Call Trace|general protection|refcount_t'
+}
+
+# finish: report the kernel log's health, then end the script
+finish() {
+    _n=$(dmesg_trouble | wc -l)
+    dmesg_trouble | head -n 20 | tag end
+    say "end.dmesg_trouble=$_n"
+    say "end.done=1"
+    exit 0
+}

@@ -58,7 +58,8 @@ pub fn serve_vm(
                 info!("{name}: front-end connected");
                 match daemon.wait() {
                     Ok(()) => info!("{name}: front-end disconnected"),
-                    Err(e) => warn!("{name}: connection ended: {e}"),
+                    // A front-end going away mid-message is how QEMU exits: not a warning.
+                    Err(e) => info!("{name}: connection ended: {e}"),
                 }
             }
             Err(e) => {

@@ -1,13 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 #
 # make demo   - the main job: daemon + a VM + a buffer shared both ways (installs what it needs)
-# make test   - every test: Rust unit/integration tests, lints, guest module builds, VM suite
+# make test   - every test: lints, Rust unit/integration tests, fuzz smoke (60 s per target), a
+#               60 s soak, guest module builds, VM suite
 # make bench  - benchmarks against the physical floors
+# make fuzz   - coverage-guided fuzzing, FUZZ_SECONDS per target (default 600; fuzz/README.md)
+# make soak   - the real daemon under two VMs and two host clients, SOAK_SECONDS (default 60)
 
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all build test test-rust lint test-guest-build test-vm demo bench clean
+FUZZ_SECONDS ?= 600
+SOAK_SECONDS ?= 60
+
+.PHONY: all build test test-rust lint test-guest-build test-vm demo bench clean fuzz fuzz-smoke soak
 
 all: build
 
@@ -15,7 +21,7 @@ build:
 	$(CARGO) build --workspace --release
 
 ## Every test of the project. Each stage prints its own summary; any failure fails the target.
-test: lint test-rust test-guest-build test-vm
+test: lint test-rust fuzz-smoke soak test-guest-build test-vm
 
 lint:
 	$(CARGO) fmt --all --check
@@ -33,7 +39,23 @@ test-vm: build test-guest-build
 	tests/vm-suite.sh
 
 demo:
-	qemu-scripts/demo.sh
+	@qemu-scripts/demo.sh
+
+## Coverage-guided fuzzing (cargo fuzz; `cargo install` fetches it if missing): each target for
+## FUZZ_SECONDS, from the seed corpus plus fuzz/work/; a crash fails and leaves its input in
+## fuzz/artifacts/<target>/.
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
+
+## The same, 60 s per target (part of `make test`).
+fuzz-smoke:
+	FUZZ_SECONDS=60 fuzz/run.sh
+
+## Soak: the release daemon, two harness VMs and two host clients doing random shared work with
+## every byte checked, for SOAK_SECONDS; fails on a data mismatch, a hang or an fd leak.
+soak:
+	$(CARGO) build --release -p vhost-device-dmabuf --bin vhost-device-dmabuf --example soak
+	target/release/examples/soak --seconds $(SOAK_SECONDS) --daemon target/release/vhost-device-dmabuf
 
 bench:
 	$(CARGO) bench -p vhost-device-dmabuf --bench dmabuf

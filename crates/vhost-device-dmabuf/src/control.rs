@@ -319,6 +319,10 @@ impl Connection<'_> {
             }
             op::LIST => {
                 need_no_fd(&f.fd)?;
+                // LIST takes no payload (found by the control_protocol fuzz target).
+                if !p.is_empty() {
+                    return Err(Status::InvalidRequest);
+                }
                 // At most MAX_PAYLOAD bytes of entries (209,715 buffers); the rest is dropped and
                 // logged (docs/control-protocol.md).
                 let max = MAX_PAYLOAD as usize / size_of::<ctl::BufInfo>();

@@ -261,6 +261,9 @@ pub struct VmBackend {
     event_idx: AtomicBool,
     acked_features: AtomicU64,
     exit: (EventConsumer, EventNotifier),
+    /// Held while a parked START's answer is written, and while a reset moves the epoch on: an
+    /// answer either lands before the reset or not at all, never in the rings set up after it.
+    answer_gate: Arc<Mutex<()>>,
 }
 
 /// The `VhostUserBackend` of one VM connection.
@@ -291,6 +294,7 @@ impl DmabufBackend {
             event_idx: AtomicBool::new(false),
             acked_features: AtomicU64::new(0),
             exit,
+            answer_gate: Arc::new(Mutex::new(())),
         })))
     }
 
@@ -312,11 +316,20 @@ impl DmabufBackend {
             .vrings
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
+        self.0.quiesce();
         self.0.registry.reset_domain(self.0.vm.domain, true);
     }
 }
 
 impl VmBackend {
+    /// No parked START of the current epoch is answered any more: after this returns none is
+    /// being written and none will be (found by the request_decode fuzz target: an answer that
+    /// had checked the epoch just before a reset landed in the rings set up after it).
+    fn quiesce(&self) {
+        let _gate = self.answer_gate.lock().unwrap_or_else(|e| e.into_inner());
+        self.vm.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
     fn import_negotiated(&self) -> bool {
         self.acked_features.load(Ordering::Relaxed) & (1 << VIRTIO_DMABUF_F_IMPORT) != 0
     }
@@ -528,7 +541,9 @@ impl VmBackend {
     ) -> Completion {
         let vm = self.vm.clone();
         let epoch = vm.epoch.load(Ordering::SeqCst);
+        let gate = self.answer_gate.clone();
         Box::new(move |status| {
+            let _gate = gate.lock().unwrap_or_else(|e| e.into_inner());
             if vm.epoch.load(Ordering::SeqCst) != epoch {
                 return;
             }
@@ -574,6 +589,7 @@ impl VhostUserBackend for DmabufBackend {
 
     fn reset_device(&self) {
         debug!("{}: device reset", self.0.vm.name);
+        self.0.quiesce();
         self.0.registry.reset_domain(self.0.vm.domain, false);
     }
 
@@ -609,6 +625,7 @@ impl VhostUserBackend for DmabufBackend {
                 "{}: request queue stopped, releasing the VM's state",
                 self.0.vm.name
             );
+            self.0.quiesce();
             self.0.registry.reset_domain(self.0.vm.domain, false);
         }
         Ok(())

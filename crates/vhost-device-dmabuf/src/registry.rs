@@ -901,15 +901,7 @@ impl Registry {
         let Some(buf) = self.buffer(uuid) else {
             return Status::NotFound;
         };
-        let op = SyncOp {
-            uuid: *uuid,
-            offset,
-            len,
-            read: !write,
-            write,
-            end: false,
-            timeout_ms,
-        };
+        let op = host_op(uuid, offset, len, write, false, timeout_ms);
         let (tx, rx) = mpsc::sync_channel::<Status>(1);
         let done: Completion = Box::new(move |s| {
             let _ = tx.send(s);
@@ -948,15 +940,7 @@ impl Registry {
         let Some(buf) = self.buffer(uuid) else {
             return Status::NotFound;
         };
-        let op = SyncOp {
-            uuid: *uuid,
-            offset,
-            len,
-            read: !write,
-            write,
-            end: true,
-            timeout_ms: 0,
-        };
+        let op = host_op(uuid, offset, len, write, true, 0);
         match self.sync(&buf, domain, &op, Box::new(|_| {})) {
             BeginResult::Done(s) => s,
             BeginResult::Parked => Status::InvalidRequest,
@@ -1148,6 +1132,19 @@ impl Registry {
             Origin::Guest { segs, .. } => Some(segs.heap_bytes()),
             Origin::Host(_) => Some(0),
         }
+    }
+}
+
+/// A host domain's begin or end: a host access is either a read or a write.
+fn host_op(uuid: &Uuid, offset: u64, len: u64, write: bool, end: bool, timeout_ms: u32) -> SyncOp {
+    SyncOp {
+        uuid: *uuid,
+        offset,
+        len,
+        read: !write,
+        write,
+        end,
+        timeout_ms,
     }
 }
 

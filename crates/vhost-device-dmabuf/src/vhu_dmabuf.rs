@@ -439,15 +439,11 @@ impl VmBackend {
         out: &ResponseWriter<'_>,
     ) -> Result<u32, Status> {
         let body: CreateReq = input.read_obj(mem)?;
-        let nr = u32::from_le(body.nr_segs);
         let size = u64::from_le(body.size);
-        if nr == 0 || size == 0 {
+        if size == 0 {
             return Err(Status::InvalidSize);
         }
-        if nr > self.registry.limits().max_segments {
-            return Err(Status::TooManySegments);
-        }
-        let segs = input.read_segments(mem, nr as usize)?;
+        let segs = self.read_segment_list(mem, input, body.nr_segs)?;
         let uuid = self
             .registry
             .create(&self.vm, size, u32::from_le(body.flags), segs)?;
@@ -456,6 +452,24 @@ impl VmBackend {
             uuid,
         };
         Ok(out.write(mem, resp.as_slice()))
+    }
+
+    /// The segment list that follows a CREATE or ATTACH body: its count is checked against
+    /// `max_segments` before anything is read.
+    fn read_segment_list(
+        &self,
+        mem: &Mem,
+        input: &mut RequestReader<'_>,
+        nr_segs_le: u32,
+    ) -> Result<SegListBuilder, Status> {
+        let nr = u32::from_le(nr_segs_le);
+        if nr == 0 {
+            return Err(Status::InvalidSize);
+        }
+        if nr > self.registry.limits().max_segments {
+            return Err(Status::TooManySegments);
+        }
+        input.read_segments(mem, nr as usize)
     }
 
     fn do_lookup(
@@ -491,14 +505,7 @@ impl VmBackend {
         if body.reserved != 0 {
             return Err(Status::InvalidRequest);
         }
-        let nr = u32::from_le(body.nr_segs);
-        if nr == 0 {
-            return Err(Status::InvalidSize);
-        }
-        if nr > self.registry.limits().max_segments {
-            return Err(Status::TooManySegments);
-        }
-        let segs = input.read_segments(mem, nr as usize)?;
+        let segs = self.read_segment_list(mem, input, body.nr_segs)?;
         self.registry.attach(&self.vm, &body.uuid, segs)?;
         Ok(out.write(mem, RespHdr::new(Status::Ok).as_slice()))
     }

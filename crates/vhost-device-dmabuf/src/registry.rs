@@ -583,8 +583,10 @@ impl Registry {
         let mut fired = Fire::new();
         let result = {
             let mut st = lock(&buf.state);
+            // Destroyed between the caller's lookup and this lock: the same answer as for a
+            // buffer that was already gone while held (spec section 6.6).
             if st.revoked {
-                return BeginResult::Done(Status::NotFound);
+                return BeginResult::Done(Status::Revoked);
             }
             if op.end {
                 BeginResult::Done(self.end_locked(buf, &mut st, &access, &mut fired))

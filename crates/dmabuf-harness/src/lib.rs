@@ -225,6 +225,10 @@ impl Vm {
     fn start_queues(&mut self) -> Result<(), HarnessError> {
         self.start_queue(0)?;
         self.start_queue(1)?;
+        // The ring set-up messages have no reply: a message that has one (handled in order after
+        // them) guarantees the back-end has both queues ready before the driver relies on them,
+        // e.g. on the event queue holding buffers when an event is posted.
+        self.frontend.get_features()?;
         // Keep the event queue filled.
         for i in 0..u64::from(EVENT_BUFS) {
             let gpa = EVT_RING + 0x8000 + i * 64;

@@ -975,24 +975,28 @@ impl Registry {
         r
     }
 
-    /// Copy a held range out (one copy; the socket and memfd paths).
-    pub fn host_read(&self, domain: DomainId, uuid: &Uuid, offset: u64, out: &mut [u8]) -> Status {
-        let len = out.len() as u64;
-        match self.with_held_range(domain, uuid, offset, len, false, |slices| {
-            let mut pos = 0;
-            for s in slices {
-                pos += s.copy_to(&mut out[pos..]);
-            }
-            pos
-        }) {
+    /// Count the bytes a host data path copied; its status.
+    fn count_copied(&self, r: Result<u64, Status>) -> Status {
+        match r {
             Ok(n) => {
-                self.stats
-                    .copied_bytes
-                    .fetch_add(n as u64, Ordering::Relaxed);
+                self.stats.copied_bytes.fetch_add(n, Ordering::Relaxed);
                 Status::Ok
             }
             Err(s) => s,
         }
+    }
+
+    /// Copy a held range out (one copy; the socket and memfd paths).
+    pub fn host_read(&self, domain: DomainId, uuid: &Uuid, offset: u64, out: &mut [u8]) -> Status {
+        let len = out.len() as u64;
+        let r = self.with_held_range(domain, uuid, offset, len, false, |slices| {
+            let mut pos = 0;
+            for s in slices {
+                pos += s.copy_to(&mut out[pos..]);
+            }
+            pos as u64
+        });
+        self.count_copied(r)
     }
 
     /// Copy a held range into a host file at `file_offset` (one copy into the client's memfd).
@@ -1029,13 +1033,7 @@ impl Registry {
             copy_slices(slices, &[target])
         });
         let _ = dst.cpu_access(true, false, true);
-        match r {
-            Ok(n) => {
-                self.stats.copied_bytes.fetch_add(n, Ordering::Relaxed);
-                Status::Ok
-            }
-            Err(s) => s,
-        }
+        self.count_copied(r)
     }
 
     /// Write into a range held for writing.
@@ -1050,22 +1048,15 @@ impl Registry {
                 }
             }
         }
-        match self.with_held_range(domain, uuid, offset, data.len() as u64, true, |slices| {
+        let r = self.with_held_range(domain, uuid, offset, data.len() as u64, true, |slices| {
             let mut pos = 0;
             for s in slices {
                 s.copy_from(&data[pos..pos + s.len()]);
                 pos += s.len();
             }
-            pos
-        }) {
-            Ok(n) => {
-                self.stats
-                    .copied_bytes
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                Status::Ok
-            }
-            Err(s) => s,
-        }
+            pos as u64
+        });
+        self.count_copied(r)
     }
 
     /// A udmabuf (host dma-buf) over a guest-backed buffer's pages.

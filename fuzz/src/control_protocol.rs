@@ -81,6 +81,7 @@ fn limits() -> Limits {
         sync_timeout: Duration::from_millis(1),
         cross_vm: true,
         max_host_buffers: 12,
+        poll_max: Duration::ZERO,
     }
 }
 

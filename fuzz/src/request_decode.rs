@@ -119,6 +119,7 @@ fn limits() -> Limits {
         sync_timeout: Duration::from_millis(2),
         cross_vm: true,
         max_host_buffers: 16,
+        poll_max: Duration::ZERO,
     }
 }
 

@@ -18,6 +18,7 @@ use thiserror::Error;
 use vhost::vhost_user::message::{VhostUserConfigFlags, VhostUserProtocolFeatures};
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VringConfigData};
+use virtio_bindings::bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 use virtio_dmabuf_proto::virtio::{
     self as wire, req, AttachReq, CreateReq, Event, ReqHdr, Segment, SyncReq, Uuid, UuidReq,
 };
@@ -223,6 +224,9 @@ impl Vm {
     }
 
     fn start_queues(&mut self) -> Result<(), HarnessError> {
+        let event_idx = self.features & (1 << VIRTIO_RING_F_EVENT_IDX) != 0;
+        self.req.set_event_idx(event_idx);
+        self.evt.set_event_idx(event_idx);
         self.start_queue(0)?;
         self.start_queue(1)?;
         // The ring set-up messages have no reply: a message that has one (handled in order after

@@ -57,6 +57,8 @@ pub struct SplitQueue {
     pub call: EventFd,
     /// Driver → device notifications.
     pub kick: EventFd,
+    /// VIRTIO_RING_F_EVENT_IDX was negotiated: kick only when the device's avail event asks.
+    event_idx: bool,
 }
 
 impl SplitQueue {
@@ -79,6 +81,7 @@ impl SplitQueue {
             // `wait_blocking` sleeps in the read like a vCPU halted until its interrupt.
             call: EventFd::new(0)?,
             kick: EventFd::new(EFD_NONBLOCK)?,
+            event_idx: false,
         })
     }
 
@@ -197,15 +200,39 @@ impl SplitQueue {
         Ok(head)
     }
 
+    /// Whether the driver honours the device's notification suppression the EVENT_IDX way.
+    pub fn set_event_idx(&mut self, enabled: bool) {
+        self.event_idx = enabled;
+    }
+
     fn publish(&mut self, ram: &GuestRam, head: u16) -> Result<(), HarnessError> {
         let slot = self.avail + 4 + 2 * u64::from(self.avail_idx % self.size);
         ram.write(slot, &head.to_le_bytes())?;
         fence(Ordering::SeqCst);
+        let old = self.avail_idx;
         self.avail_idx = self.avail_idx.wrapping_add(1);
         ram.write(self.avail + 2, &self.avail_idx.to_le_bytes())?;
         fence(Ordering::SeqCst);
-        self.kick.write(1)?;
+        if self.kick_needed(ram, old)? {
+            self.kick.write(1)?;
+        }
         Ok(())
+    }
+
+    /// As a Linux driver decides after publishing entries `old..avail_idx`: with EVENT_IDX,
+    /// kick only if the device's avail event lies in that range; without, unless the device
+    /// set VRING_USED_F_NO_NOTIFY.
+    fn kick_needed(&self, ram: &GuestRam, old: u16) -> Result<bool, HarnessError> {
+        let mut b = [0u8; 2];
+        if self.event_idx {
+            ram.read(self.used + 4 + 8 * u64::from(self.size), &mut b)?;
+            let event = u16::from_le_bytes(b);
+            let new = self.avail_idx;
+            Ok(new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old))
+        } else {
+            ram.read(self.used, &mut b)?;
+            Ok(u16::from_le_bytes(b) & 1 == 0)
+        }
     }
 
     /// Hostile tests: overwrite the avail ring's index with `idx` and kick (as a broken or

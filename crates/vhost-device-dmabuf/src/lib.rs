@@ -6,6 +6,7 @@
 //! * [`arbiter`] — the fence arbiter: a pure state machine per buffer;
 //! * [`registry`] — buffers, domains, quotas, access control, data movement at fence points;
 //! * [`vhu_dmabuf`] — the vhost-user glue: virtqueues, request decoding, responses;
+//! * [`poll`] — adaptive busy-polling of a request queue between requests;
 //! * [`control`] — the host control socket server;
 //! * [`hostfile`] — host-backed buffers (memfd, dma-buf) and the udmabuf export.
 
@@ -14,5 +15,6 @@ pub mod control;
 pub mod daemon;
 pub mod hostfile;
 pub mod memory;
+pub mod poll;
 pub mod registry;
 pub mod vhu_dmabuf;

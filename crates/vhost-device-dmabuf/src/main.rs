@@ -62,6 +62,12 @@ struct Args {
     /// Most host-shared buffers, all host clients together.
     #[arg(long, default_value_t = 4096)]
     max_host_buffers: u32,
+
+    /// Longest time, in microseconds, a VM's worker keeps polling its request queue for the
+    /// next request before it sleeps; adapts between 0 and this to the VM's request rate
+    /// (0: never poll, lowest CPU use; see docs/performance.md).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    poll_max_us: u32,
 }
 
 #[derive(Debug, Error)]
@@ -158,6 +164,7 @@ impl TryFrom<Args> for Config {
                 sync_timeout: Duration::from_millis(u64::from(a.sync_timeout_ms)),
                 cross_vm: !a.no_cross_vm,
                 max_host_buffers: a.max_host_buffers,
+                poll_max: Duration::from_micros(u64::from(a.poll_max_us)),
             },
         })
     }

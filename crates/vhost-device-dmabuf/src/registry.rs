@@ -45,6 +45,9 @@ pub struct Limits {
     pub cross_vm: bool,
     /// Most host-backed buffers (all host clients together).
     pub max_host_buffers: u32,
+    /// Longest a worker busy-polls its request queue for the next request before it sleeps
+    /// (zero: never; see [`crate::poll`]).
+    pub poll_max: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +60,7 @@ impl Default for Limits {
             sync_timeout: Duration::from_secs(5),
             cross_vm: true,
             max_host_buffers: 4096,
+            poll_max: Duration::from_micros(32),
         }
     }
 }

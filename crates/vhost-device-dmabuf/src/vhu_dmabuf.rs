@@ -7,8 +7,9 @@
 //! registry completes it later from whichever thread unblocks it.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use thiserror::Error;
@@ -33,6 +34,7 @@ use vmm_sys_util::event::{
 };
 
 use crate::memory::{GuestMem, SegListBuilder};
+use crate::poll::AdaptivePoll;
 use crate::registry::{BeginResult, Completion, GuestPort, Registry, VmHandle};
 
 /// Queue size the backend accepts (QEMU's generic device defaults to 64).
@@ -59,6 +61,10 @@ impl From<VhuError> for io::Error {
 }
 
 type Mem = GuestMemoryLoadGuard<GuestMem>;
+
+fn queue_err(e: impl std::fmt::Display) -> VhuError {
+    VhuError::Queue(e.to_string())
+}
 
 /// The rings of one VM, reachable from other threads (parked completions, events).
 #[derive(Default)]
@@ -258,12 +264,13 @@ pub struct VmBackend {
     registry: Arc<Registry>,
     vm: Arc<VmHandle>,
     rings: Arc<Rings>,
-    event_idx: AtomicBool,
     acked_features: AtomicU64,
     exit: (EventConsumer, EventNotifier),
     /// Held while a parked START's answer is written, and while a reset moves the epoch on: an
     /// answer either lands before the reset or not at all, never in the rings set up after it.
     answer_gate: Arc<Mutex<()>>,
+    /// The request queue's polling window; only the worker thread takes it.
+    poll: Mutex<AdaptivePoll>,
 }
 
 /// The `VhostUserBackend` of one VM connection.
@@ -287,14 +294,15 @@ impl DmabufBackend {
         let vm = registry.add_vm(name, mem, port);
         let exit =
             new_event_consumer_and_notifier(EventFlag::NONBLOCK).map_err(VhuError::ExitEvent)?;
+        let poll = Mutex::new(AdaptivePoll::new(registry.limits().poll_max));
         Ok(DmabufBackend(Arc::new(VmBackend {
             registry,
             vm,
             rings,
-            event_idx: AtomicBool::new(false),
             acked_features: AtomicU64::new(0),
             exit,
             answer_gate: Arc::new(Mutex::new(())),
+            poll,
         })))
     }
 
@@ -334,49 +342,81 @@ impl VmBackend {
         self.acked_features.load(Ordering::Relaxed) & (1 << VIRTIO_DMABUF_F_IMPORT) != 0
     }
 
+    /// Answer everything on the request queue, then poll it for the adaptive window (with the
+    /// driver's notifications suppressed) before notifications are enabled again for the sleep.
     fn process_queue(&self, vring: &VringRwLock) -> Result<(), VhuError> {
-        let event_idx = self.event_idx.load(Ordering::Relaxed);
-        let mut used_any = false;
+        let mut poll = self.poll.lock().unwrap_or_else(|e| e.into_inner());
+        poll.woke(Instant::now());
+        let window = poll.window();
         loop {
-            if event_idx {
+            // With EVENT_IDX the driver stays quiet until notifications are enabled again (the
+            // avail event is left behind); without it this sets VRING_USED_F_NO_NOTIFY.
+            vring.disable_notification().map_err(queue_err)?;
+            if self.drain(vring)? && vring.needs_notification().unwrap_or(true) {
                 vring
-                    .disable_notification()
+                    .signal_used_queue()
                     .map_err(|e| VhuError::Queue(e.to_string()))?;
             }
-            loop {
-                let mem = self.vm.mem.memory();
-                let next = vring
-                    .get_mut()
-                    .get_queue_mut()
-                    .pop_descriptor_chain(mem.clone());
-                let Some(chain) = next else {
-                    break;
-                };
-                let head = chain.head_index();
-                match self.process_chain(vring, &mem, chain) {
-                    Outcome::Used(len) => {
-                        vring
-                            .add_used(head, len)
-                            .map_err(|e| VhuError::Queue(e.to_string()))?;
-                        used_any = true;
-                    }
-                    Outcome::Parked => {}
-                }
+            if !window.is_zero() && self.poll_avail(vring, window) {
+                continue;
             }
-            if !event_idx
-                || !vring
-                    .enable_notification()
-                    .map_err(|e| VhuError::Queue(e.to_string()))?
-            {
+            // A request posted before notifications were enabled is seen here.
+            if !vring.enable_notification().map_err(queue_err)? {
                 break;
             }
         }
-        if used_any && vring.needs_notification().unwrap_or(true) {
-            vring
-                .signal_used_queue()
-                .map_err(|e| VhuError::Queue(e.to_string()))?;
-        }
+        poll.sleeping(Instant::now());
         Ok(())
+    }
+
+    /// Pop and answer every available chain; whether any was marked used.
+    fn drain(&self, vring: &VringRwLock) -> Result<bool, VhuError> {
+        let mut used_any = false;
+        loop {
+            let mem = self.vm.mem.memory();
+            let next = vring
+                .get_mut()
+                .get_queue_mut()
+                .pop_descriptor_chain(mem.clone());
+            let Some(chain) = next else {
+                return Ok(used_any);
+            };
+            let head = chain.head_index();
+            match self.process_chain(vring, &mem, chain) {
+                Outcome::Used(len) => {
+                    vring
+                        .add_used(head, len)
+                        .map_err(|e| VhuError::Queue(e.to_string()))?;
+                    used_any = true;
+                }
+                Outcome::Parked => {}
+            }
+        }
+    }
+
+    /// Spin until the driver makes a chain available or `window` passes; whether one came.
+    /// The ring lock is taken per look, so parked completions are never held up by the spin.
+    fn poll_avail(&self, vring: &VringRwLock, window: Duration) -> bool {
+        let mem = self.vm.mem.memory();
+        let deadline = Instant::now() + window;
+        loop {
+            {
+                let state = vring.get_ref();
+                let queue = state.get_queue();
+                if !queue.ready() {
+                    return false;
+                }
+                match queue.avail_idx(&*mem, Ordering::Acquire) {
+                    Ok(idx) if idx.0 != queue.next_avail() => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
     }
 
     fn process_chain(
@@ -600,8 +640,8 @@ impl VhostUserBackend for DmabufBackend {
         self.0.registry.reset_domain(self.0.vm.domain, false);
     }
 
-    fn set_event_idx(&self, enabled: bool) {
-        self.0.event_idx.store(enabled, Ordering::Relaxed);
+    fn set_event_idx(&self, _enabled: bool) {
+        // The framework sets it on the queues, which suppress notifications accordingly.
     }
 
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {

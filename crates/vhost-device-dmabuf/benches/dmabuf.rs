@@ -6,7 +6,9 @@
 //! daemon's own copy counters can be read). Ours and the floor are measured in interleaved rounds
 //! and reported as medians, because shared machines are noisy (docs/performance.md).
 //!
-//! `BENCH_ROUNDS` (default 15) scales the run; `BENCH_ONLY=rtt` stops after the round trips.
+//! `BENCH_ROUNDS` (default 15) scales the run; `BENCH_ONLY=rtt` stops after the round trips;
+//! `BENCH_POLL_US` sets the daemon's polling window (default 32 µs, the daemon's default; 0
+//! measures the daemon without polling).
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -22,6 +24,14 @@ use virtio_dmabuf_proto::virtio::sync_flags as sf;
 use virtio_dmabuf_proto::Status;
 use vmm_sys_util::eventfd::EventFd;
 
+/// A number from the environment, or `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
@@ -36,6 +46,23 @@ fn median(v: &mut [f64]) -> f64 {
 struct PingPong {
     to: Arc<EventFd>,
     back: Arc<EventFd>,
+    responder: libc::pid_t,
+}
+
+/// The calling thread's id.
+fn gettid() -> libc::pid_t {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Spawn `f` on a thread; returns that thread's id once it runs.
+fn spawn_responder(f: impl FnOnce() + Send + 'static) -> libc::pid_t {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(gettid());
+        f();
+    });
+    rx.recv().unwrap()
 }
 
 impl PingPong {
@@ -44,7 +71,7 @@ impl PingPong {
         let to = Arc::new(EventFd::new(0).unwrap());
         let back = Arc::new(EventFd::new(0).unwrap());
         let (t, b) = (to.clone(), back.clone());
-        std::thread::spawn(move || loop {
+        let responder = spawn_responder(move || loop {
             if t.read().is_err() {
                 return;
             }
@@ -52,7 +79,11 @@ impl PingPong {
                 return;
             }
         });
-        PingPong { to, back }
+        PingPong {
+            to,
+            back,
+            responder,
+        }
     }
 
     /// The responder sleeps in `epoll_wait` and then reads the eventfd, as every
@@ -62,7 +93,7 @@ impl PingPong {
         let to = Arc::new(EventFd::new(0).unwrap());
         let back = Arc::new(EventFd::new(0).unwrap());
         let (t, b) = (to.clone(), back.clone());
-        std::thread::spawn(move || {
+        let responder = spawn_responder(move || {
             let ep = Epoll::new().unwrap();
             ep.ctl(
                 ControlOperation::Add,
@@ -77,7 +108,11 @@ impl PingPong {
                 }
             }
         });
-        PingPong { to, back }
+        PingPong {
+            to,
+            back,
+            responder,
+        }
     }
 
     fn rtt(&self, n: usize, out: &mut Vec<f64>) {
@@ -125,6 +160,7 @@ fn shared_map(size: u64) -> SharedMap {
 fn start_daemon(tag: &str) -> (Arc<Registry>, std::path::PathBuf) {
     let registry = Registry::new(Limits {
         sync_timeout: Duration::from_secs(10),
+        poll_max: Duration::from_micros(env_or("BENCH_POLL_US", 32)),
         ..Limits::default()
     });
     let dir = std::env::temp_dir().join(format!("dmabuf-bench-{tag}-{}", std::process::id()));
@@ -136,15 +172,77 @@ fn start_daemon(tag: &str) -> (Arc<Registry>, std::path::PathBuf) {
     (registry, sock)
 }
 
+/// Where the two parties of a round trip run.
+#[derive(Clone, Copy, PartialEq)]
+enum Placement {
+    /// Requester (the harness VM, the floor's first thread) on CPU 0, responder (the daemon's
+    /// queue worker, the floor's second thread) on CPU 1: a vCPU and a device worker on
+    /// separate CPUs, as in a VMM, and the same for ours and the floor.
+    Pinned,
+    /// Wherever the scheduler puts them (on a small machine it often runs both on one CPU).
+    Scheduler,
+}
+
+impl Placement {
+    fn name(self) -> &'static str {
+        match self {
+            Placement::Pinned => "requester CPU 0, responder CPU 1",
+            Placement::Scheduler => "placed by the scheduler",
+        }
+    }
+}
+
+/// Restrict thread `tid` (0: the caller) to `cpus` (empty: every CPU this process may use).
+fn set_affinity(tid: libc::pid_t, cpus: &[usize], all: &libc::cpu_set_t) {
+    let mut set = *all;
+    if !cpus.is_empty() {
+        // SAFETY: CPU_ZERO and CPU_SET on a local, initialised set with in-range indices.
+        unsafe {
+            libc::CPU_ZERO(&mut set);
+            for &c in cpus {
+                libc::CPU_SET(c, &mut set);
+            }
+        }
+    }
+    // SAFETY: a valid set of the size passed; failure (e.g. a CPU not allowed) is reported.
+    let r = unsafe { libc::sched_setaffinity(tid, size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(r, 0, "sched_setaffinity({tid}, {cpus:?})");
+}
+
+/// The CPUs this process may use.
+fn allowed_cpus() -> (libc::cpu_set_t, Vec<usize>) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the size matches the set.
+    let r = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(r, 0);
+    let cpus = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: index below CPU_SETSIZE, set initialised.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect();
+    (set, cpus)
+}
+
+/// Ids of this process's threads named `name` (the daemon's queue workers: `vring_worker`).
+fn threads_named(name: &str) -> Vec<libc::pid_t> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            (comm.trim_end() == name)
+                .then(|| e.file_name().to_str()?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
 fn ok(s: Status) {
     assert_eq!(s, Status::Ok);
 }
 
 fn main() {
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
+    let rounds: usize = env_or("BENCH_ROUNDS", 15);
     let (registry, sock) = start_daemon("main");
     // The harness waits like a halted vCPU (a blocking read of the call eventfd), as the
     // floor's threads do.
@@ -162,39 +260,73 @@ fn main() {
     let u = vm.create_buffer(&buf, 0).unwrap().unwrap();
     let pp = PingPong::new();
     let pp_epoll = PingPong::new_epoll();
-    let (mut floor, mut begin, mut end, mut pair) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut floor_epoll = Vec::new();
-    for _ in 0..rounds {
-        pp.rtt(500, &mut floor);
-        pp_epoll.rtt(500, &mut floor_epoll);
-        for _ in 0..250 {
-            let t0 = Instant::now();
-            ok(vm.sync(&u, 0, PAGE, sf::READ, 0).unwrap());
-            let t1 = Instant::now();
-            ok(vm.sync(&u, 0, PAGE, sf::READ | sf::END, 0).unwrap());
-            let t2 = Instant::now();
-            begin.push((t1 - t0).as_nanos() as f64);
-            end.push((t2 - t1).as_nanos() as f64);
-            pair.push((t2 - t0).as_nanos() as f64);
+    let (all_cpus, cpus) = allowed_cpus();
+    let workers = threads_named("vring_worker");
+    assert!(!workers.is_empty(), "no daemon queue worker thread found");
+    let placements = if cpus.len() >= 2 {
+        vec![Placement::Pinned, Placement::Scheduler]
+    } else {
+        println!("(one CPU: nothing to pin)");
+        vec![Placement::Scheduler]
+    };
+    let place = |p: Placement| {
+        let (req, resp) = match p {
+            Placement::Pinned => (vec![cpus[0]], vec![cpus[1]]),
+            Placement::Scheduler => (Vec::new(), Vec::new()),
+        };
+        set_affinity(0, &req, &all_cpus);
+        for &t in workers.iter().chain([&pp.responder, &pp_epoll.responder]) {
+            set_affinity(t, &resp, &all_cpus);
         }
-    }
-    let mut per_req: Vec<f64> = begin.iter().chain(end.iter()).copied().collect();
-    let (f50, f99) = (pct(&mut floor, 0.5), pct(&mut floor, 0.99));
-    let (r50, r99) = (pct(&mut per_req, 0.5), pct(&mut per_req, 0.99));
-    let (p50, p99) = (pct(&mut pair, 0.5), pct(&mut pair, 0.99));
+    };
     println!("round trips (ns)                          p50        p99");
-    println!("  floor: eventfd ping-pong          {f50:>10.0} {f99:>10.0}");
-    let (e50, e99) = (pct(&mut floor_epoll, 0.5), pct(&mut floor_epoll, 0.99));
-    println!("  same, responder in epoll_wait     {e50:>10.0} {e99:>10.0}   (informational)");
-    println!(
-        "  SYNC request (START or END, 4 KiB){r50:>10.0} {r99:>10.0}   ratio p50 {:.2} p99 {:.2}",
-        r50 / f50,
-        r99 / f99
-    );
-    println!("  SYNC START+END pair               {p50:>10.0} {p99:>10.0}   vs 2 floors: p50 {:.2} p99 {:.2}", p50 / (2.0 * f50), p99 / (2.0 * f99));
-    let rtt_p50_ratio = r50 / f50;
-    let rtt_p99_ratio = r99 / f99;
+    let mut summary = None;
+    for &placement in &placements {
+        place(placement);
+        let (mut floor, mut floor_epoll) = (Vec::new(), Vec::new());
+        let (mut begin, mut end, mut pair) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            pp.rtt(500, &mut floor);
+            pp_epoll.rtt(500, &mut floor_epoll);
+            for _ in 0..250 {
+                let t0 = Instant::now();
+                ok(vm.sync(&u, 0, PAGE, sf::READ, 0).unwrap());
+                let t1 = Instant::now();
+                ok(vm.sync(&u, 0, PAGE, sf::READ | sf::END, 0).unwrap());
+                let t2 = Instant::now();
+                begin.push((t1 - t0).as_nanos() as f64);
+                end.push((t2 - t1).as_nanos() as f64);
+                pair.push((t2 - t0).as_nanos() as f64);
+            }
+        }
+        let mut per_req: Vec<f64> = begin.iter().chain(end.iter()).copied().collect();
+        let (f50, f99) = (pct(&mut floor, 0.5), pct(&mut floor, 0.99));
+        let (e50, e99) = (pct(&mut floor_epoll, 0.5), pct(&mut floor_epoll, 0.99));
+        let (r50, r99) = (pct(&mut per_req, 0.5), pct(&mut per_req, 0.99));
+        let (p50, p99) = (pct(&mut pair, 0.5), pct(&mut pair, 0.99));
+        let tag = if summary.is_none() {
+            ""
+        } else {
+            "   (informational)"
+        };
+        println!(" {}:{tag}", placement.name());
+        println!("  floor: eventfd ping-pong          {f50:>10.0} {f99:>10.0}");
+        println!("  same, responder in epoll_wait     {e50:>10.0} {e99:>10.0}");
+        println!(
+            "  SYNC request (START or END, 4 KiB){r50:>10.0} {r99:>10.0}   ratio p50 {:.2} p99 {:.2}",
+            r50 / f50,
+            r99 / f99
+        );
+        println!(
+            "  SYNC START+END pair               {p50:>10.0} {p99:>10.0}   vs 2 floors: p50 {:.2} p99 {:.2}",
+            p50 / (2.0 * f50),
+            p99 / (2.0 * f99)
+        );
+        summary.get_or_insert((r50 / f50, r99 / f99));
+    }
+    let (rtt_p50_ratio, rtt_p99_ratio) = summary.unwrap();
+    // The rest runs with the first placement.
+    place(placements[0]);
     ok(vm.release(&u).unwrap());
     if std::env::var("BENCH_ONLY").as_deref() == Ok("rtt") {
         println!("bench: rtt_p50_ratio={rtt_p50_ratio:.2} rtt_p99_ratio={rtt_p99_ratio:.2}");

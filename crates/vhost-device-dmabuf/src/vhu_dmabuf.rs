@@ -415,7 +415,9 @@ impl VmBackend {
             if Instant::now() >= deadline {
                 return false;
             }
-            std::hint::spin_loop();
+            // Give the CPU to whoever else wants it (on a crowded host, perhaps the very vCPU
+            // this waits for); returns at once on an idle CPU.
+            std::thread::yield_now();
         }
     }
 

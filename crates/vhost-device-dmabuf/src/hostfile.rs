@@ -167,6 +167,30 @@ impl HostFile {
         self.map.get_slice(off, n).ok()
     }
 
+    /// Fault in `offset..offset+len` for writing in one call, before a copy into a mapping made
+    /// for that copy: one `madvise` instead of a page fault per 4 KiB page (which cost a
+    /// 64 MiB read-into three quarters of its time). Best effort: a kernel or a mapping that
+    /// cannot (before Linux 5.14, some dma-bufs) simply takes the faults during the copy.
+    pub fn prefault_for_write(&self, offset: u64, len: u64) {
+        let Some(slice) = self.slice(offset, len) else {
+            return;
+        };
+        let page = 4096usize;
+        let start = slice.ptr_guard().as_ptr() as usize;
+        let aligned = start & !(page - 1);
+        let end = start.saturating_add(slice.len());
+        // SAFETY: the range lies within this object's live shared mapping (rounded down to the
+        // page the slice starts in, still inside the mapping, which is page-aligned); populating
+        // it changes no contents and no mapping, only which pages are resident.
+        let _ = unsafe {
+            libc::madvise(
+                aligned as *mut libc::c_void,
+                end - aligned,
+                libc::MADV_POPULATE_WRITE,
+            )
+        };
+    }
+
     /// Bracket the daemon's own CPU access for a dma-buf (no-op for a memfd).
     pub fn cpu_access(&self, end: bool, read: bool, write: bool) -> Result<(), HostFileError> {
         if self.kind != HostKind::DmaBuf {

@@ -1027,6 +1027,7 @@ impl Registry {
         let Some(target) = dst.slice(file_offset, len) else {
             return Status::InvalidSize;
         };
+        dst.prefault_for_write(file_offset, len);
         if let Err(s) = dst
             .cpu_access(false, false, true)
             .map_err(|_| Status::IoError)

@@ -8,11 +8,21 @@
  *    buffer one. After remove() the structure stays valid but every request
  *    fails with -ENODEV.
  *  - struct vdmabuf_buffer lives exactly as long as its dma_buf: it is freed
- *    from dma_buf_ops.release, after RELEASE completed.
+ *    from dma_buf_ops.release, after RELEASE was sent.
+ *  - struct vdmabuf_pages (a buffer's memory) is reference counted: the
+ *    buffer holds one reference, and so does every request that lets the
+ *    device touch the pages (CREATE, ATTACH, RELEASE). The pages are freed
+ *    when the last reference goes: when the buffer is gone and no request the
+ *    device may still act on refers to them. Pages the device may use with no
+ *    request tracking that (a failed RELEASE) are kept on dev->kept until the
+ *    device was reset.
  *  - struct vdmabuf_req is reference counted: the submitter holds one
  *    reference, the request queue another while the device owns the chain.
- *    A request given up by its waiter (signal, timeout) therefore stays
- *    valid until the device returns it.
+ *    The queue's reference passes to whoever settles the answer: the waiter,
+ *    or, if the waiter gave up (signal, timeout), the orphan worker, which
+ *    undoes what the late answer did. The request, its data and its pages
+ *    therefore stay valid until the device returns the chain or is reset.
+ *    The last reference is always put in process context.
  */
 #ifndef _VIRTIO_DMABUF_H
 #define _VIRTIO_DMABUF_H
@@ -25,7 +35,6 @@
 #include <linux/miscdevice.h>
 #include <linux/mutex.h>
 #include <linux/scatterlist.h>
-#include <linux/semaphore.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/virtio.h>
@@ -36,8 +45,10 @@
 
 /* Slack added to a START's wait bound before the driver gives up waiting. */
 #define VDMABUF_SYNC_SLACK_MS		2000
-/* Period of the "device does not answer" warning of blocking requests. */
-#define VDMABUF_STALL_WARN_SECS		30
+/* request_timeout_ms: default and accepted range */
+#define VDMABUF_REQ_TIMEOUT_MS		30000
+#define VDMABUF_REQ_TIMEOUT_MIN_MS	100
+#define VDMABUF_REQ_TIMEOUT_MAX_MS	3600000
 /* Event buffers kept on the event queue (at most the queue size). */
 #define VDMABUF_NR_EVENTS		64
 /* log2 of the hash table buckets of the per-device buffer table. */
@@ -60,15 +71,17 @@ struct vdmabuf_device {
 
 	/* request queue */
 	struct virtqueue *reqq;
-	spinlock_t req_lock;		/* reqq, removed, orphans */
+	spinlock_t req_lock;		/* reqq, removed, reset, orphans, kept */
 	bool removed;			/* remove() started: no new requests */
+	bool reset;			/* the device was reset: it uses no memory */
 	unsigned int queue_size;
 	unsigned int max_starts;
-	struct semaphore start_slots;	/* STARTs the device may hold at once */
+	atomic_t start_slots;		/* STARTs the device may still take */
 	wait_queue_head_t space_wq;	/* woken when reqq chains are returned */
 	unsigned long space_gen;	/* bumped when reqq chains are returned */
-	struct list_head orphans;	/* granted STARTs whose waiter left */
+	struct list_head orphans;	/* answered requests whose waiter left */
 	struct work_struct orphan_work;
+	struct list_head kept;		/* vdmabuf_pages kept until the reset */
 
 	/* event queue */
 	struct virtqueue *evq;
@@ -93,6 +106,14 @@ enum vdmabuf_kind {
 /* bits of vdmabuf_buffer.state */
 #define VDMABUF_REVOKED		0
 
+/* The pages of a buffer, shared by the buffer and its requests. */
+struct vdmabuf_pages {
+	struct kref ref;
+	struct list_head node;		/* in dev->kept */
+	unsigned long nr;
+	struct page *pages[];		/* NULL where allocation failed */
+};
+
 struct vdmabuf_buffer {
 	struct vdmabuf_device *dev;	/* holds a reference */
 	struct dma_buf *dmabuf;
@@ -106,7 +127,7 @@ struct vdmabuf_buffer {
 	u32 share_flags;		/* own buffers: CREATE flags */
 	unsigned long state;
 	unsigned long nr_pages;
-	struct page **pages;
+	struct vdmabuf_pages *mem;	/* holds a reference */
 
 	struct mutex lock;		/* attachments */
 	struct list_head attachments;	/* struct vdmabuf_attachment, mapped */
@@ -140,13 +161,17 @@ struct vdmabuf_req {
 	atomic_t state;			/* enum vdmabuf_req_state */
 	struct list_head orphan;	/* in dev->orphans */
 	bool holds_slot;		/* took one of dev->start_slots */
+	bool abandoned;			/* the waiter left; the device has it */
 	int error;			/* -ENODEV: the device went away */
 	unsigned int used_len;
 	size_t in_len;
 	size_t out_len;
-	/* extra readable data after in (segments), owned by the submitter */
+	/* extra readable data after in (segments), freed with the request */
+	void *data;			/* kvmalloc'ed or vmalloc'ed */
+	void *data_copy;		/* contiguous copy of a long list */
 	struct scatterlist *data_sgl;	/* freed once queued */
-	void *data_copy;		/* contiguous copy, freed when done */
+	/* memory the device may touch while it holds the request */
+	struct vdmabuf_pages *pages;	/* a reference, or NULL */
 	struct vdmabuf_req_in in;
 	union vdmabuf_req_out out;
 };
@@ -163,9 +188,15 @@ int vdmabuf_req_set_data(struct vdmabuf_device *dev, struct vdmabuf_req *req,
 int vdmabuf_req_run(struct vdmabuf_device *dev, struct vdmabuf_req *req);
 int vdmabuf_req_run_start(struct vdmabuf_device *dev, struct vdmabuf_req *req,
 			  unsigned int bound_ms);
+int vdmabuf_req_send_release(struct vdmabuf_device *dev, const u8 *uuid,
+			     struct vdmabuf_pages *mem);
+void vdmabuf_device_keep_pages(struct vdmabuf_device *dev,
+			       struct vdmabuf_pages *mem);
 int vdmabuf_status_to_errno(u32 status);
 
 /* virtio_dmabuf_buffer.c */
+struct vdmabuf_pages *vdmabuf_pages_get(struct vdmabuf_pages *mem);
+void vdmabuf_pages_put(struct vdmabuf_pages *mem);
 int vdmabuf_buffer_alloc(struct vdmabuf_device *dev, u64 size, u32 flags,
 			 struct dma_buf **dmabufp, u8 *uuid);
 int vdmabuf_buffer_import(struct vdmabuf_device *dev, const u8 *uuid,

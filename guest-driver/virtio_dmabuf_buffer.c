@@ -184,6 +184,35 @@ static void *vdmabuf_scatter_vmalloc(size_t bytes)
 }
 
 /*
+ * The last reference to a buffer's memory is gone: nobody, the device
+ * included, uses the pages any more.
+ */
+static void vdmabuf_pages_free(struct kref *ref)
+{
+	struct vdmabuf_pages *mem = container_of(ref, struct vdmabuf_pages,
+						 ref);
+	unsigned long i;
+
+	for (i = 0; i < mem->nr; i++)
+		if (mem->pages[i])
+			put_page(mem->pages[i]);
+	kvfree(mem);
+}
+
+struct vdmabuf_pages *vdmabuf_pages_get(struct vdmabuf_pages *mem)
+{
+	kref_get(&mem->ref);
+	return mem;
+}
+
+/* Process context only. */
+void vdmabuf_pages_put(struct vdmabuf_pages *mem)
+{
+	might_sleep();
+	kref_put(&mem->ref, vdmabuf_pages_free);
+}
+
+/*
  * Allocate zeroed pages, in chunks as large as possible so that the segment
  * list stays short. Chunks are split into independent order-0 pages, which
  * the mmap fault handler maps one by one.
@@ -191,21 +220,25 @@ static void *vdmabuf_scatter_vmalloc(size_t bytes)
 static int vdmabuf_alloc_pages(struct vdmabuf_buffer *buf)
 {
 	unsigned int order = min(READ_ONCE(max_alloc_order), 10U);
+	struct vdmabuf_pages *mem;
 	unsigned long i = 0, j;
 
-	buf->pages = kvmalloc_array(buf->nr_pages, sizeof(*buf->pages),
-				    GFP_KERNEL | __GFP_ZERO);
-	if (!buf->pages)
+	mem = kvzalloc(struct_size(mem, pages, buf->nr_pages), GFP_KERNEL);
+	if (!mem)
 		return -ENOMEM;
+	kref_init(&mem->ref);
+	INIT_LIST_HEAD(&mem->node);
+	mem->nr = buf->nr_pages;
+	buf->mem = mem;
 	if (READ_ONCE(test_scatter))
-		return vdmabuf_scatter_pages(buf->pages, buf->nr_pages,
+		return vdmabuf_scatter_pages(mem->pages, mem->nr,
 					     GFP_HIGHUSER | __GFP_ZERO);
 
-	while (i < buf->nr_pages) {
+	while (i < mem->nr) {
 		gfp_t gfp = GFP_HIGHUSER | __GFP_ZERO;
 		struct page *page;
 
-		while (order && (1UL << order) > buf->nr_pages - i)
+		while (order && (1UL << order) > mem->nr - i)
 			order--;
 		if (order)
 			gfp |= __GFP_NOWARN | __GFP_NORETRY;
@@ -219,26 +252,13 @@ static int vdmabuf_alloc_pages(struct vdmabuf_buffer *buf)
 		if (order)
 			split_page(page, order);
 		for (j = 0; j < (1UL << order); j++)
-			buf->pages[i++] = page + j;
+			mem->pages[i++] = page + j;
 
 		if (fatal_signal_pending(current))
 			return -EINTR;
 		cond_resched();
 	}
 	return 0;
-}
-
-static void vdmabuf_free_pages(struct vdmabuf_buffer *buf, bool leak)
-{
-	unsigned long i;
-
-	if (!buf->pages)
-		return;
-	for (i = 0; i < buf->nr_pages && !leak; i++)
-		if (buf->pages[i])
-			put_page(buf->pages[i]);
-	kvfree(buf->pages);
-	buf->pages = NULL;
 }
 
 /*
@@ -248,14 +268,15 @@ static void vdmabuf_free_pages(struct vdmabuf_buffer *buf, bool leak)
 static struct virtio_dmabuf_seg *vdmabuf_build_segs(struct vdmabuf_buffer *buf,
 						    u32 *nr_segsp)
 {
+	struct page **pages = buf->mem->pages;
 	struct virtio_dmabuf_seg *segs;
 	unsigned long i, n = 1;
 	phys_addr_t start, next;
 	u64 len;
 
 	for (i = 1; i < buf->nr_pages; i++)
-		if (page_to_phys(buf->pages[i]) !=
-		    page_to_phys(buf->pages[i - 1]) + PAGE_SIZE)
+		if (page_to_phys(pages[i]) !=
+		    page_to_phys(pages[i - 1]) + PAGE_SIZE)
 			n++;
 	if (n > buf->dev->max_segments)
 		return ERR_PTR(-E2BIG);
@@ -268,10 +289,10 @@ static struct virtio_dmabuf_seg *vdmabuf_build_segs(struct vdmabuf_buffer *buf,
 		return ERR_PTR(-ENOMEM);
 
 	n = 0;
-	start = page_to_phys(buf->pages[0]);
+	start = page_to_phys(pages[0]);
 	len = PAGE_SIZE;
 	for (i = 1; i <= buf->nr_pages; i++) {
-		next = i < buf->nr_pages ? page_to_phys(buf->pages[i]) : 0;
+		next = i < buf->nr_pages ? page_to_phys(pages[i]) : 0;
 		if (i < buf->nr_pages && next == start + len) {
 			len += PAGE_SIZE;
 			continue;
@@ -293,37 +314,59 @@ static struct virtio_dmabuf_seg *vdmabuf_build_segs(struct vdmabuf_buffer *buf,
 /* requests                                                           */
 /* ------------------------------------------------------------------ */
 
-static int vdmabuf_do_create(struct vdmabuf_buffer *buf)
+/*
+ * A CREATE or ATTACH request carrying the buffer's segment list. The request
+ * holds a reference to the pages: if its waiter gives up, the pages live
+ * until the device has answered (and a late registration was RELEASEd) or
+ * was reset.
+ */
+static struct vdmabuf_req *vdmabuf_segs_req(struct vdmabuf_buffer *buf,
+					    u32 type, size_t body_len,
+					    size_t resp_len, u32 *nr_segsp)
 {
 	struct virtio_dmabuf_seg *segs;
+	struct vdmabuf_req *req;
+	int ret;
+
+	segs = vdmabuf_build_segs(buf, nr_segsp);
+	if (IS_ERR(segs))
+		return ERR_CAST(segs);
+	req = vdmabuf_req_alloc(type, body_len, resp_len);
+	if (!req) {
+		kvfree(segs);
+		return ERR_PTR(-ENOMEM);
+	}
+	req->pages = vdmabuf_pages_get(buf->mem);
+	/* the request owns segs from here on */
+	ret = vdmabuf_req_set_data(buf->dev, req, segs,
+				   (size_t)*nr_segsp * sizeof(*segs));
+	if (ret) {
+		vdmabuf_req_put(req);
+		return ERR_PTR(ret);
+	}
+	return req;
+}
+
+static int vdmabuf_do_create(struct vdmabuf_buffer *buf)
+{
 	struct vdmabuf_req *req;
 	u32 nr_segs;
 	int ret;
 
-	segs = vdmabuf_build_segs(buf, &nr_segs);
-	if (IS_ERR(segs))
-		return PTR_ERR(segs);
-	req = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_CREATE,
-				sizeof(req->in.create),
-				sizeof(req->out.create));
-	if (!req) {
-		ret = -ENOMEM;
-		goto out_segs;
-	}
+	req = vdmabuf_segs_req(buf, VIRTIO_DMABUF_REQ_CREATE,
+			       sizeof(req->in.create), sizeof(req->out.create),
+			       &nr_segs);
+	if (IS_ERR(req))
+		return PTR_ERR(req);
 	req->in.create.size = cpu_to_le64(buf->size);
 	req->in.create.flags = cpu_to_le32(buf->share_flags);
 	req->in.create.nr_segs = cpu_to_le32(nr_segs);
-	ret = vdmabuf_req_set_data(buf->dev, req, segs,
-				   (size_t)nr_segs * sizeof(*segs));
-	if (!ret)
-		ret = vdmabuf_req_run(buf->dev, req);
+	ret = vdmabuf_req_run(buf->dev, req);
 	if (!ret) {
 		memcpy(buf->uuid, req->out.create.uuid, sizeof(buf->uuid));
 		buf->registered = true;
 	}
 	vdmabuf_req_put(req);
-out_segs:
-	kvfree(segs);
 	return ret;
 }
 
@@ -349,65 +392,36 @@ static int vdmabuf_do_lookup(struct vdmabuf_device *dev, const u8 *uuid,
 
 static int vdmabuf_do_attach(struct vdmabuf_buffer *buf)
 {
-	struct virtio_dmabuf_seg *segs;
 	struct vdmabuf_req *req;
 	u32 nr_segs;
 	int ret;
 
-	segs = vdmabuf_build_segs(buf, &nr_segs);
-	if (IS_ERR(segs))
-		return PTR_ERR(segs);
-	req = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_ATTACH,
-				sizeof(req->in.attach), sizeof(req->out.hdr));
-	if (!req) {
-		ret = -ENOMEM;
-		goto out_segs;
-	}
+	req = vdmabuf_segs_req(buf, VIRTIO_DMABUF_REQ_ATTACH,
+			       sizeof(req->in.attach), sizeof(req->out.hdr),
+			       &nr_segs);
+	if (IS_ERR(req))
+		return PTR_ERR(req);
 	memcpy(req->in.attach.uuid, buf->uuid, VIRTIO_DMABUF_UUID_SIZE);
 	req->in.attach.nr_segs = cpu_to_le32(nr_segs);
-	ret = vdmabuf_req_set_data(buf->dev, req, segs,
-				   (size_t)nr_segs * sizeof(*segs));
-	if (!ret)
-		ret = vdmabuf_req_run(buf->dev, req);
+	ret = vdmabuf_req_run(buf->dev, req);
 	if (!ret)
 		buf->registered = true;
 	vdmabuf_req_put(req);
-out_segs:
-	kvfree(segs);
 	return ret;
 }
 
 /*
- * RELEASE a registered buffer. Returns false if the device may still use the
- * pages (the request could not be sent or failed unexpectedly).
+ * RELEASE a registered buffer. Cannot fail: the RELEASE request takes a
+ * reference to the pages, which it drops once the device is sure not to use
+ * them any more (at once, on a late answer, or after the device's reset).
  */
-static bool vdmabuf_do_release(struct vdmabuf_buffer *buf)
+static void vdmabuf_do_release(struct vdmabuf_buffer *buf)
 {
-	struct vdmabuf_device *dev = buf->dev;
-	struct vdmabuf_req *req;
-	int ret;
-
 	if (!buf->registered)
-		return true;
-	if (vdmabuf_device_gone(dev))
-		return true;	/* the reset released everything */
-
-	req = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_RELEASE, sizeof(req->in.uuid),
-				sizeof(req->out.hdr));
-	if (req) {
-		memcpy(req->in.uuid.uuid, buf->uuid, VIRTIO_DMABUF_UUID_SIZE);
-		ret = vdmabuf_req_run(dev, req);
-		vdmabuf_req_put(req);
-	} else {
-		ret = -ENOMEM;
-	}
-	if (!ret || ret == -ENOENT || ret == -ENODEV) {
-		buf->registered = false;
-		return true;
-	}
-	pr_warn("%s: RELEASE of %pUb failed (%d): leaking its pages\n",
-		dev->name, buf->uuid, ret);
-	return false;
+		return;
+	buf->registered = false;
+	vdmabuf_req_send_release(buf->dev, buf->uuid,
+				 vdmabuf_pages_get(buf->mem));
 }
 
 static int vdmabuf_sync_flags(enum dma_data_direction dir)
@@ -513,7 +527,7 @@ static struct sg_table *vdmabuf_map_dma_buf(struct dma_buf_attachment *attach,
 	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
 	if (!sgt)
 		return ERR_PTR(-ENOMEM);
-	ret = sg_alloc_table_from_pages(sgt, buf->pages, buf->nr_pages, 0,
+	ret = sg_alloc_table_from_pages(sgt, buf->mem->pages, buf->nr_pages, 0,
 					buf->nr_pages << PAGE_SHIFT,
 					GFP_KERNEL);
 	if (ret)
@@ -606,7 +620,7 @@ static vm_fault_t vdmabuf_vm_fault(struct vm_fault *vmf)
 
 	if (vmf->pgoff >= buf->nr_pages)
 		return VM_FAULT_SIGBUS;
-	vmf->page = buf->pages[vmf->pgoff];
+	vmf->page = buf->mem->pages[vmf->pgoff];
 	get_page(vmf->page);
 	return 0;
 }
@@ -637,7 +651,7 @@ static int vdmabuf_vmap(struct dma_buf *dmabuf, struct iosys_map *map)
 
 	if (buf->nr_pages > UINT_MAX)
 		return -E2BIG;
-	vaddr = vmap(buf->pages, buf->nr_pages, VM_MAP, PAGE_KERNEL);
+	vaddr = vmap(buf->mem->pages, buf->nr_pages, VM_MAP, PAGE_KERNEL);
 	if (!vaddr)
 		return -ENOMEM;
 	iosys_map_set_vaddr(map, vaddr);
@@ -659,10 +673,10 @@ static int vdmabuf_get_uuid(struct dma_buf *dmabuf, uuid_t *uuid)
 
 static void vdmabuf_buffer_destroy(struct vdmabuf_buffer *buf)
 {
-	bool safe = vdmabuf_do_release(buf);
-
+	vdmabuf_do_release(buf);
 	vdmabuf_table_del(buf);
-	vdmabuf_free_pages(buf, !safe);
+	if (buf->mem)
+		vdmabuf_pages_put(buf->mem);
 	vdmabuf_device_put(buf->dev);
 	mutex_destroy(&buf->lock);
 	kfree(buf);

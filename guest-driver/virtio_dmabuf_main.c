@@ -82,11 +82,40 @@ int vdmabuf_status_to_errno(u32 status)
 /* requests                                                           */
 /* ------------------------------------------------------------------ */
 
-static void vdmabuf_req_release(struct kref *ref)
+/*
+ * How long a request other than a SYNC START waits for ring space and for
+ * the device's answer, in total. Out-of-range values are refused (EINVAL).
+ */
+static unsigned int request_timeout_ms = VDMABUF_REQ_TIMEOUT_MS;
+
+static int vdmabuf_set_request_timeout(const char *val,
+				       const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, VDMABUF_REQ_TIMEOUT_MIN_MS,
+				     VDMABUF_REQ_TIMEOUT_MAX_MS);
+}
+
+static const struct kernel_param_ops vdmabuf_request_timeout_ops = {
+	.set = vdmabuf_set_request_timeout,
+	.get = param_get_uint,
+};
+
+module_param_cb(request_timeout_ms, &vdmabuf_request_timeout_ops,
+		&request_timeout_ms, 0644);
+__MODULE_PARM_TYPE(request_timeout_ms, "uint");
+MODULE_PARM_DESC(request_timeout_ms,
+		 "ms a request other than SYNC START waits for the device before failing with ETIMEDOUT (100-3600000, default 30000)");
+
+/* The kref release: process context only (kvfree, the pages). */
+static void vdmabuf_req_free(struct kref *ref)
 {
 	struct vdmabuf_req *req = container_of(ref, struct vdmabuf_req, ref);
 
+	kvfree(req->data_sgl);
 	kfree(req->data_copy);
+	kvfree(req->data);
+	if (req->pages)
+		vdmabuf_pages_put(req->pages);
 	kfree(req);
 }
 
@@ -115,24 +144,50 @@ struct vdmabuf_req *vdmabuf_req_alloc(u32 type, size_t body_len,
 
 void vdmabuf_req_put(struct vdmabuf_req *req)
 {
-	kref_put(&req->ref, vdmabuf_req_release);
+	might_sleep();
+	kref_put(&req->ref, vdmabuf_req_free);
+}
+
+static u32 vdmabuf_req_type(const struct vdmabuf_req *req)
+{
+	return le32_to_cpu(req->in.hdr.type);
 }
 
 static bool vdmabuf_req_is_start(const struct vdmabuf_req *req)
 {
-	return le32_to_cpu(req->in.hdr.type) == VIRTIO_DMABUF_REQ_SYNC &&
+	return vdmabuf_req_type(req) == VIRTIO_DMABUF_REQ_SYNC &&
 	       !(le32_to_cpu(req->in.sync.flags) & VIRTIO_DMABUF_SYNC_END);
+}
+
+static const char *vdmabuf_req_name(const struct vdmabuf_req *req)
+{
+	switch (vdmabuf_req_type(req)) {
+	case VIRTIO_DMABUF_REQ_CREATE:
+		return "CREATE";
+	case VIRTIO_DMABUF_REQ_RELEASE:
+		return "RELEASE";
+	case VIRTIO_DMABUF_REQ_LOOKUP:
+		return "LOOKUP";
+	case VIRTIO_DMABUF_REQ_ATTACH:
+		return "ATTACH";
+	case VIRTIO_DMABUF_REQ_SYNC:
+		return vdmabuf_req_is_start(req) ? "SYNC START" : "SYNC END";
+	default:
+		return "unknown";
+	}
 }
 
 /*
  * Attach the readable data that follows the request body (a segment list).
+ * @data (kvmalloc'ed or vmalloc'ed) becomes the request's, also on failure:
+ * it is freed with the request, which outlives the device's use of it.
+ *
  * The device reads all readable descriptors as one byte stream. Physically
  * contiguous memory becomes one sg entry; vmalloc memory one entry per run of
  * physically contiguous pages. A chain must not be longer than the queue
  * (virtio spec, also inside an indirect table), so a vmalloc list that needs
  * more entries is copied into one contiguous allocation (at most 4 MiB for
- * the spec's 262,144 segments), freed by vdmabuf_req_run(). @data must stay
- * valid until the request completed.
+ * the spec's 262,144 segments).
  */
 int vdmabuf_req_set_data(struct vdmabuf_device *dev, struct vdmabuf_req *req,
 			 void *data, size_t len)
@@ -143,6 +198,9 @@ int vdmabuf_req_set_data(struct vdmabuf_device *dev, struct vdmabuf_req *req,
 	size_t left = len, chunk;
 	u8 *p = data;
 
+	if (WARN_ON(req->data))
+		return -EINVAL;
+	req->data = data;
 	if (!is_vmalloc_addr(data))
 		goto contiguous;
 
@@ -178,6 +236,8 @@ int vdmabuf_req_set_data(struct vdmabuf_device *dev, struct vdmabuf_req *req,
 	if (!req->data_copy)
 		return -E2BIG;
 	memcpy(req->data_copy, data, len);
+	kvfree(req->data);
+	req->data = NULL;
 	data = req->data_copy;
 
 contiguous:
@@ -189,14 +249,28 @@ contiguous:
 	return 0;
 }
 
-/* Hand a request to the device. Waits for ring space if the ring is full. */
-static int vdmabuf_req_queue(struct vdmabuf_device *dev,
-			     struct vdmabuf_req *req)
+/* Jiffies left until @deadline, at least 1 (a last look). */
+static long vdmabuf_left(unsigned long deadline)
 {
-	unsigned long deadline = jiffies + VDMABUF_STALL_WARN_SECS * HZ;
+	long left = (long)(deadline - jiffies);
+
+	return left > 0 ? left : 1;
+}
+
+/*
+ * Hand a request to the device. Waits for ring space until @deadline if the
+ * ring is full: interruptibly for a START, killably for anything else.
+ * Returns -ETIMEDOUT at the deadline, -ERESTARTSYS (START) or -EINTR on a
+ * signal; the request then never reached the device.
+ */
+static int vdmabuf_req_queue(struct vdmabuf_device *dev,
+			     struct vdmabuf_req *req, unsigned long deadline)
+{
+	bool start = vdmabuf_req_is_start(req);
 	struct scatterlist in_sg, out_sg, *sgs[3];
 	unsigned int n_out = 0;
 	unsigned long flags, gen;
+	long left;
 	int ret;
 
 	sg_init_one(&in_sg, &req->in, req->in_len);
@@ -225,13 +299,24 @@ static int vdmabuf_req_queue(struct vdmabuf_device *dev,
 		spin_unlock_irqrestore(&dev->req_lock, flags);
 		if (ret != -ENOSPC)
 			break;
-		if (time_after(jiffies, deadline)) {
-			ret = -EBUSY;
+		if (time_after_eq(jiffies, deadline)) {
+			ret = -ETIMEDOUT;
 			break;
 		}
-		wait_event_timeout(dev->space_wq,
-				   READ_ONCE(dev->space_gen) != gen ||
-				   READ_ONCE(dev->removed), HZ);
+		if (start)
+			left = wait_event_interruptible_timeout(dev->space_wq,
+					READ_ONCE(dev->space_gen) != gen ||
+					READ_ONCE(dev->removed),
+					vdmabuf_left(deadline));
+		else
+			left = wait_event_killable_timeout(dev->space_wq,
+					READ_ONCE(dev->space_gen) != gen ||
+					READ_ONCE(dev->removed),
+					vdmabuf_left(deadline));
+		if (left < 0) {
+			ret = start ? -ERESTARTSYS : -EINTR;
+			break;
+		}
 	}
 
 	/* the descriptors hold the addresses now; the sg list is not needed */
@@ -240,7 +325,11 @@ static int vdmabuf_req_queue(struct vdmabuf_device *dev,
 	return ret;
 }
 
-/* The device returned a request (or the device went away: @error). */
+/*
+ * The device returned a request (or the device went away: @error). The
+ * queue's reference goes to the waiter, or to the orphan worker if the
+ * waiter left; nothing is freed here (interrupt context).
+ */
 static void vdmabuf_req_finish(struct vdmabuf_device *dev,
 			       struct vdmabuf_req *req, unsigned int len,
 			       int error)
@@ -251,25 +340,15 @@ static void vdmabuf_req_finish(struct vdmabuf_device *dev,
 	req->error = error;
 	if (req->holds_slot) {
 		req->holds_slot = false;
-		up(&dev->start_slots);
+		atomic_inc(&dev->start_slots);
 	}
 	if (atomic_xchg(&req->state, VDMABUF_REQ_DONE) ==
 	    VDMABUF_REQ_ABANDONED) {
-		/*
-		 * The waiter gave up. A START the device granted anyway holds
-		 * an access nobody will end: end it from process context.
-		 */
-		if (!error && vdmabuf_req_is_start(req) &&
-		    len >= sizeof(req->out.hdr) &&
-		    le32_to_cpu(req->out.hdr.status) == VIRTIO_DMABUF_S_OK) {
-			list_add_tail(&req->orphan, &dev->orphans);
-			schedule_work(&dev->orphan_work);
-			return;	/* the list keeps the reference */
-		}
+		list_add_tail(&req->orphan, &dev->orphans);
+		schedule_work(&dev->orphan_work);
 	} else {
 		complete(&req->done);
 	}
-	vdmabuf_req_put(req);
 }
 
 static void vdmabuf_reqq_done(struct virtqueue *vq)
@@ -292,115 +371,303 @@ static void vdmabuf_reqq_done(struct virtqueue *vq)
 	wake_up_all(&dev->space_wq);
 }
 
-static int vdmabuf_req_result(const struct vdmabuf_req *req)
+/* The device's status, or -EPROTO if it wrote none. */
+static int vdmabuf_req_status(const struct vdmabuf_req *req)
 {
-	int ret;
-
 	if (req->error)
 		return req->error;
 	if (req->used_len < sizeof(req->out.hdr))
 		return -EPROTO;
-	ret = vdmabuf_status_to_errno(le32_to_cpu(req->out.hdr.status));
+	return vdmabuf_status_to_errno(le32_to_cpu(req->out.hdr.status));
+}
+
+static int vdmabuf_req_result(const struct vdmabuf_req *req)
+{
+	int ret = vdmabuf_req_status(req);
+
 	if (!ret && req->used_len < req->out_len)
 		return -EPROTO;
 	return ret;
 }
 
 /*
- * Submit a request that the device answers without waiting (everything but
- * a SYNC START) and wait for the answer. The wait is not interruptible: the
- * device may be using memory that the caller frees afterwards (the pages of
- * CREATE and ATTACH). It ends when the device answers or goes away.
+ * Wait until the device answers, at most until @deadline: interruptibly for
+ * a START, killably for anything else. Returns the answer's result, or
+ * -ETIMEDOUT, -ERESTARTSYS (START) or -EINTR (a fatal signal) after leaving
+ * the request to the device (req->abandoned): the queue's reference then
+ * keeps it, and everything it refers to, until the device returns it.
  */
-int vdmabuf_req_run(struct vdmabuf_device *dev, struct vdmabuf_req *req)
+static int vdmabuf_req_wait(struct vdmabuf_device *dev,
+			    struct vdmabuf_req *req, unsigned long deadline,
+			    unsigned int timeout_ms)
 {
-	unsigned int waited = 0;
-	int ret;
+	bool start = vdmabuf_req_is_start(req);
+	long left;
 
-	ret = vdmabuf_req_queue(dev, req);
-	if (ret) {
-		kfree(req->data_copy);
-		req->data_copy = NULL;
-		return ret;
+	if (start)
+		left = wait_for_completion_interruptible_timeout(&req->done,
+						vdmabuf_left(deadline));
+	else
+		left = wait_for_completion_killable_timeout(&req->done,
+						vdmabuf_left(deadline));
+	if (left <= 0) {
+		if (atomic_cmpxchg(&req->state, VDMABUF_REQ_PENDING,
+				   VDMABUF_REQ_ABANDONED) ==
+		    VDMABUF_REQ_PENDING) {
+			/* the queue's reference stays with the chain */
+			req->abandoned = true;
+			if (!start)
+				pr_warn_ratelimited("%s: %s request %s (request_timeout_ms %u): left to the device\n",
+						    dev->name,
+						    vdmabuf_req_name(req),
+						    left ? "interrupted by a fatal signal" :
+						    "not answered in time",
+						    timeout_ms);
+			if (left)
+				return start ? -ERESTARTSYS : -EINTR;
+			return -ETIMEDOUT;
+		}
+		/* answered just now: finish() completes in a moment */
+		wait_for_completion(&req->done);
 	}
-	while (!wait_for_completion_timeout(&req->done,
-					    VDMABUF_STALL_WARN_SECS * HZ)) {
-		waited += VDMABUF_STALL_WARN_SECS;
-		pr_warn("%s: request %#x not answered for %u s\n", dev->name,
-			le32_to_cpu(req->in.hdr.type), waited);
-	}
-	/* the device is done with the request: drop the data's copy */
-	kfree(req->data_copy);
-	req->data_copy = NULL;
+	vdmabuf_req_put(req);		/* the queue's reference */
 	return vdmabuf_req_result(req);
 }
 
 /*
- * Submit a SYNC START and wait for it interruptibly, at most @bound_ms. At
- * most dev->max_starts STARTs are in the device at once so that ENDs always
- * find room in the ring. If the caller gives up, the request stays with the
- * device; should the device still grant it, the access is ended by
+ * Submit a request that the device answers without waiting (everything but
+ * a SYNC START) and wait for the answer, killably and at most
+ * request_timeout_ms. A request that is not answered in time stays with the
+ * device together with everything it lets the device touch (req->data,
+ * req->pages); vdmabuf_orphan_work() settles it when the device answers,
+ * vdmabuf_remove() after a reset.
+ */
+int vdmabuf_req_run(struct vdmabuf_device *dev, struct vdmabuf_req *req)
+{
+	unsigned int timeout_ms = READ_ONCE(request_timeout_ms);
+	unsigned long deadline = jiffies + msecs_to_jiffies(timeout_ms);
+	int ret;
+
+	if (WARN_ON(vdmabuf_req_is_start(req)))
+		return -EINVAL;
+	ret = vdmabuf_req_queue(dev, req, deadline);
+	if (ret)
+		return ret;
+	return vdmabuf_req_wait(dev, req, deadline, timeout_ms);
+}
+
+/* Take one of the START slots, interruptibly, until @deadline. */
+static int vdmabuf_start_slot_get(struct vdmabuf_device *dev,
+				  unsigned long deadline)
+{
+	long left;
+
+	for (;;) {
+		if (atomic_add_unless(&dev->start_slots, -1, 0))
+			return 0;
+		if (vdmabuf_device_gone(dev))
+			return -ENODEV;
+		if (time_after_eq(jiffies, deadline))
+			return -ETIMEDOUT;
+		left = wait_event_interruptible_timeout(dev->space_wq,
+				atomic_read(&dev->start_slots) > 0 ||
+				READ_ONCE(dev->removed),
+				vdmabuf_left(deadline));
+		if (left < 0)
+			return -ERESTARTSYS;
+	}
+}
+
+/*
+ * Submit a SYNC START and wait for it interruptibly, at most @bound_ms in
+ * all. At most dev->max_starts STARTs are in the device at once so that ENDs
+ * always find room in the ring. If the caller gives up, the request stays
+ * with the device; should the device still grant it, the access is ended by
  * vdmabuf_orphan_work().
  */
 int vdmabuf_req_run_start(struct vdmabuf_device *dev, struct vdmabuf_req *req,
 			  unsigned int bound_ms)
 {
-	long left;
+	unsigned long deadline = jiffies + msecs_to_jiffies(bound_ms);
 	int ret;
 
-	if (down_interruptible(&dev->start_slots))
-		return -ERESTARTSYS;
+	if (WARN_ON(!vdmabuf_req_is_start(req)))
+		return -EINVAL;
+	ret = vdmabuf_start_slot_get(dev, deadline);
+	if (ret)
+		return ret;
 	req->holds_slot = true;
-	ret = vdmabuf_req_queue(dev, req);
+	ret = vdmabuf_req_queue(dev, req, deadline);
 	if (ret) {
 		req->holds_slot = false;
-		up(&dev->start_slots);
+		atomic_inc(&dev->start_slots);
+		wake_up_all(&dev->space_wq);
 		return ret;
 	}
+	return vdmabuf_req_wait(dev, req, deadline, bound_ms);
+}
 
-	left = wait_for_completion_interruptible_timeout(&req->done,
-					msecs_to_jiffies(bound_ms));
-	if (left > 0)
-		return vdmabuf_req_result(req);
-	if (atomic_cmpxchg(&req->state, VDMABUF_REQ_PENDING,
-			   VDMABUF_REQ_ABANDONED) != VDMABUF_REQ_PENDING)
-		return vdmabuf_req_result(req);	/* answered meanwhile */
-	return left ? -ERESTARTSYS : -ETIMEDOUT;
+/*
+ * The device may use @mem and no request tracks that (a RELEASE that failed
+ * or could not be sent): keep the pages until the device was reset. Consumes
+ * the reference.
+ */
+void vdmabuf_device_keep_pages(struct vdmabuf_device *dev,
+			       struct vdmabuf_pages *mem)
+{
+	unsigned long flags;
+
+	if (!mem)
+		return;
+	spin_lock_irqsave(&dev->req_lock, flags);
+	if (!dev->reset && list_empty(&mem->node)) {
+		list_add_tail(&mem->node, &dev->kept);
+		mem = NULL;	/* the list keeps the reference */
+	}
+	spin_unlock_irqrestore(&dev->req_lock, flags);
+	/* after the reset, or kept already by another reference */
+	if (mem)
+		vdmabuf_pages_put(mem);
+}
+
+static void vdmabuf_put_kept(struct vdmabuf_device *dev)
+{
+	struct vdmabuf_pages *mem, *tmp;
+	LIST_HEAD(list);
+
+	spin_lock_irq(&dev->req_lock);
+	list_splice_init(&dev->kept, &list);
+	spin_unlock_irq(&dev->req_lock);
+	list_for_each_entry_safe(mem, tmp, &list, node) {
+		list_del_init(&mem->node);
+		vdmabuf_pages_put(mem);
+	}
+}
+
+/*
+ * RELEASE @uuid. @mem (a reference, consumed; may be NULL) is the memory the
+ * device may touch until it has answered: it is freed once that is sure:
+ * after a NOT_FOUND or OK answer, a late answer if the wait was given up, or
+ * the device's reset otherwise.
+ */
+int vdmabuf_req_send_release(struct vdmabuf_device *dev, const u8 *uuid,
+			     struct vdmabuf_pages *mem)
+{
+	struct vdmabuf_req *req;
+	int ret;
+
+	req = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_RELEASE, sizeof(req->in.uuid),
+				sizeof(req->out.hdr));
+	if (!req) {
+		vdmabuf_device_keep_pages(dev, mem);
+		return -ENOMEM;
+	}
+	memcpy(req->in.uuid.uuid, uuid, VIRTIO_DMABUF_UUID_SIZE);
+	req->pages = mem;
+	ret = vdmabuf_req_run(dev, req);
+	if (ret && ret != -ENOENT && !req->abandoned) {
+		if (ret != -ENODEV)
+			pr_warn("%s: RELEASE of %pUb failed (%d): its pages stay allocated until the device is reset\n",
+				dev->name, uuid, ret);
+		vdmabuf_device_keep_pages(dev, req->pages);
+		req->pages = NULL;
+	}
+	vdmabuf_req_put(req);
+	return ret;
+}
+
+/* End the access a START that was given up got anyway. */
+static void vdmabuf_orphan_end(struct vdmabuf_device *dev,
+			       struct vdmabuf_req *start)
+{
+	struct vdmabuf_req *end;
+	int ret;
+
+	end = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_SYNC, sizeof(end->in.sync),
+				sizeof(end->out.hdr));
+	if (!end) {
+		pr_warn("%s: cannot end an abandoned access: out of memory\n",
+			dev->name);
+		return;
+	}
+	end->in.sync = start->in.sync;
+	end->in.sync.flags |= cpu_to_le32(VIRTIO_DMABUF_SYNC_END);
+	end->in.sync.timeout_ms = 0;
+	ret = vdmabuf_req_run(dev, end);
+	if (ret && ret != -ENODEV && !end->abandoned)
+		pr_warn("%s: ending an abandoned access: %d\n", dev->name, ret);
+	vdmabuf_req_put(end);
+}
+
+/*
+ * The device answered a request whose waiter had left. Undo what the answer
+ * did: end a granted START, RELEASE a buffer an abandoned CREATE or ATTACH
+ * registered (its pages go with the RELEASE). Answers that left the device
+ * holding pages the driver cannot name keep the pages until the reset.
+ */
+static void vdmabuf_orphan_settle(struct vdmabuf_device *dev,
+				  struct vdmabuf_req *req)
+{
+	int status = vdmabuf_req_status(req);
+	bool full = req->used_len >= req->out_len;
+
+	pr_debug("%s: late answer to an abandoned %s: %d\n", dev->name,
+		 vdmabuf_req_name(req), status);
+	switch (vdmabuf_req_type(req)) {
+	case VIRTIO_DMABUF_REQ_SYNC:
+		if (vdmabuf_req_is_start(req) && !status && full)
+			vdmabuf_orphan_end(dev, req);
+		break;
+	case VIRTIO_DMABUF_REQ_CREATE:
+	case VIRTIO_DMABUF_REQ_ATTACH:
+		if (!status && full) {
+			vdmabuf_req_send_release(dev,
+				vdmabuf_req_type(req) == VIRTIO_DMABUF_REQ_CREATE ?
+				req->out.create.uuid : req->in.attach.uuid,
+				req->pages);
+			req->pages = NULL;
+		} else if (!status || status == -EPROTO) {
+			/* maybe registered, under a UUID we cannot name */
+			vdmabuf_device_keep_pages(dev, req->pages);
+			req->pages = NULL;
+		}
+		break;
+	case VIRTIO_DMABUF_REQ_RELEASE:
+		/* OK, NOT_FOUND and a reset free the pages with the request */
+		if (status && status != -ENOENT && !req->error) {
+			pr_warn("%s: abandoned RELEASE of %pUb failed (%d): its pages stay allocated until the device is reset\n",
+				dev->name, req->in.uuid.uuid, status);
+			vdmabuf_device_keep_pages(dev, req->pages);
+			req->pages = NULL;
+		}
+		break;
+	default:
+		break;		/* LOOKUP, END: nothing to undo */
+	}
+	vdmabuf_req_put(req);
+}
+
+static struct vdmabuf_req *vdmabuf_orphan_next(struct vdmabuf_device *dev)
+{
+	struct vdmabuf_req *req;
+
+	spin_lock_irq(&dev->req_lock);
+	req = list_first_entry_or_null(&dev->orphans, struct vdmabuf_req,
+				       orphan);
+	if (req)
+		list_del_init(&req->orphan);
+	spin_unlock_irq(&dev->req_lock);
+	return req;
 }
 
 static void vdmabuf_orphan_work(struct work_struct *work)
 {
 	struct vdmabuf_device *dev = container_of(work, struct vdmabuf_device,
 						  orphan_work);
-	struct vdmabuf_req *req, *end;
-	int ret;
+	struct vdmabuf_req *req;
 
-	for (;;) {
-		spin_lock_irq(&dev->req_lock);
-		req = list_first_entry_or_null(&dev->orphans,
-					       struct vdmabuf_req, orphan);
-		if (req)
-			list_del_init(&req->orphan);
-		spin_unlock_irq(&dev->req_lock);
-		if (!req)
-			break;
-
-		end = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_SYNC,
-					sizeof(end->in.sync),
-					sizeof(end->out.hdr));
-		if (end) {
-			end->in.sync = req->in.sync;
-			end->in.sync.flags |=
-				cpu_to_le32(VIRTIO_DMABUF_SYNC_END);
-			end->in.sync.timeout_ms = 0;
-			ret = vdmabuf_req_run(dev, end);
-			if (ret && ret != -ENODEV)
-				pr_warn("%s: ending an abandoned access: %d\n",
-					dev->name, ret);
-			vdmabuf_req_put(end);
-		}
-		vdmabuf_req_put(req);
-	}
+	while ((req = vdmabuf_orphan_next(dev)))
+		vdmabuf_orphan_settle(dev, req);
 }
 
 /* ------------------------------------------------------------------ */
@@ -559,6 +826,7 @@ static int vdmabuf_probe(struct virtio_device *vdev)
 	init_waitqueue_head(&dev->space_wq);
 	init_waitqueue_head(&dev->table_wq);
 	INIT_LIST_HEAD(&dev->orphans);
+	INIT_LIST_HEAD(&dev->kept);
 	INIT_WORK(&dev->orphan_work, vdmabuf_orphan_work);
 	INIT_WORK(&dev->event_work, vdmabuf_event_work);
 	mutex_init(&dev->lock);
@@ -588,7 +856,7 @@ static int vdmabuf_probe(struct virtio_device *vdev)
 	dev->queue_size = virtqueue_get_vring_size(dev->reqq);
 	dev->max_starts = dev->queue_size / (dev->indirect ? 1 : 2);
 	dev->max_starts = dev->max_starts > 3 ? dev->max_starts - 2 : 1;
-	sema_init(&dev->start_slots, dev->max_starts);
+	atomic_set(&dev->start_slots, dev->max_starts);
 
 	dev->nr_events = min_t(unsigned int, VDMABUF_NR_EVENTS,
 			       virtqueue_get_vring_size(dev->evq));
@@ -619,6 +887,9 @@ err_reset:
 	dev->removed = true;
 	spin_unlock_irq(&dev->req_lock);
 	virtio_reset_device(vdev);
+	spin_lock_irq(&dev->req_lock);
+	dev->reset = true;
+	spin_unlock_irq(&dev->req_lock);
 	cancel_work_sync(&dev->event_work);
 err_vqs:
 	vdev->config->del_vqs(vdev);
@@ -631,13 +902,17 @@ err_free:
 	return ret;
 }
 
-/* Complete every request the device still holds; it was reset. */
+/*
+ * The device was reset: it touches no guest memory any more. Complete every
+ * request it still held; those whose waiter left go to dev->orphans.
+ */
 static void vdmabuf_drain_requests(struct vdmabuf_device *dev)
 {
 	struct vdmabuf_req *req;
 	unsigned int len;
 
 	spin_lock_irq(&dev->req_lock);
+	dev->reset = true;
 	while ((req = virtqueue_get_buf(dev->reqq, &len)))
 		vdmabuf_req_finish(dev, req, len, 0);
 	while ((req = virtqueue_detach_unused_buf(dev->reqq)))
@@ -674,14 +949,16 @@ static void vdmabuf_remove(struct virtio_device *vdev)
 	/*
 	 * After the reset the device releases everything this driver held
 	 * (spec section 10) and touches no guest memory: pending requests are
-	 * completed with -ENODEV and buffers still open free their pages
-	 * without RELEASE.
+	 * completed with -ENODEV, abandoned ones (and their data and pages)
+	 * are freed, pages kept for the device are freed, and buffers still
+	 * open free their pages without RELEASE.
 	 */
 	virtio_reset_device(vdev);
 	cancel_work_sync(&dev->event_work);
 	vdmabuf_drain_requests(dev);
 	cancel_work_sync(&dev->orphan_work);
 	vdmabuf_drop_orphans(dev);
+	vdmabuf_put_kept(dev);
 	while (virtqueue_detach_unused_buf(dev->evq))
 		;
 	vdev->config->del_vqs(vdev);

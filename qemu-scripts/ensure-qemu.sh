@@ -6,29 +6,47 @@ set -euo pipefail
 
 usage() {
     cat <<EOF
-Usage: $(basename "$0") [--help] [--no-build] [--rebuild]
+Usage: $(basename "$0") [--help] [--no-build] [--rebuild] [--reconnect]
+       $(basename "$0") --supports-reconnect QEMU-BINARY
 
 Print the absolute path of a qemu-system-x86_64 that offers a user-creatable
 vhost-user-test-device-pci (QEMU >= 10.2). The path is the last line on stdout;
 everything else goes to stderr.
 
 Search order:
-  1. \$QEMU, if set (an error if that binary lacks the device)
-  2. qemu-system-x86_64 on PATH
-  3. the cache: \${DMABUF_CACHE:-\$HOME/.cache/virtio-dmabuf}/qemu-${DMABUF_QEMU_VERSION:-10.2.2}/bin/
+  1. \$QEMU, if set (an error if that binary lacks the device; used even if it
+     cannot reconnect, with a warning when --reconnect is given)
+  2. qemu-system-x86_64 on PATH (with --reconnect: only if it can reconnect)
+  3. the cache: \${DMABUF_CACHE:-\$HOME/.cache/virtio-dmabuf}/qemu-${DMABUF_QEMU_VERSION:-10.2.2}-<patch hash>/bin/
   4. otherwise build QEMU ${DMABUF_QEMU_VERSION:-10.2.2} from Debian's source package
-     qemu ${DMABUF_QEMU_DEB_VERSION:-1:10.2.2+ds-1} (suite sid, deb-src) into the cache
-     (~3 min on 2 cores; needs root for apt-get build dependencies)
+     qemu ${DMABUF_QEMU_DEB_VERSION:-1:10.2.2+ds-1} (suite sid, deb-src) with the patches in
+     qemu-scripts/patches/ applied, into the cache (~3-8 min on 2 cores; needs root for
+     apt-get build dependencies)
+
+The cache directory is named after the patch set (the first 12 hex digits of a
+sha256 over the patch files' names and contents), so a build with other patches
+(or none) is never reused. The build leaves PATCHES (applied patches and their
+sha256) next to bin/.
+
+"Can reconnect": QEMU 10.2's vhost-user-test-device does not survive a restart
+of the vhost-user backend; patches/0001-vhost-user-base-reconnect.patch fixes
+that. A binary can reconnect if it is a build of this script with that patch
+(its PATCHES file says so), or if DMABUF_QEMU_RECONNECT=1 says yours can.
 
 Also makes sure the firmware that run-vm passes with -L (Debian's seabios and
 qemu-system-data) is installed.
 
 Options:
-  --no-build   fail instead of building when no suitable QEMU is found
-  --rebuild    build again even if the cache already has one (replaces it when done)
-  --help       this text
+  --no-build            fail instead of building when no suitable QEMU is found
+  --rebuild             build again even if the cache already has one (replaces it when done)
+  --reconnect           the QEMU must survive a backend restart (see above)
+  --supports-reconnect BIN
+                        only say whether BIN can reconnect: prints "yes: <why>" or
+                        "no: <why>", exit status 0 or 1; builds nothing
+  --help                this text
 
-Environment: QEMU, DMABUF_CACHE, DMABUF_VERBOSE=1, DMABUF_APT_MIRROR.
+Environment: QEMU, DMABUF_CACHE, DMABUF_VERBOSE=1, DMABUF_APT_MIRROR,
+DMABUF_QEMU_RECONNECT=1.
 EOF
 }
 
@@ -37,19 +55,62 @@ source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/common.sh"
 
 NO_BUILD=0
 REBUILD=0
+RECONNECT=0
+CHECK_RECONNECT=""
 while (($#)); do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --no-build) NO_BUILD=1 ;;
         --rebuild) REBUILD=1 ;;
+        --reconnect) RECONNECT=1 ;;
+        --supports-reconnect)
+            (($# >= 2)) || { usage >&2; die "--supports-reconnect needs a QEMU binary"; }
+            CHECK_RECONNECT="$2"; shift ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
     shift
 done
 
-QEMU_CACHE_DIR="$DMABUF_CACHE/qemu-$DMABUF_QEMU_VERSION"
+# Our patches to QEMU, applied in name order; the cache directory is keyed on them.
+PATCH_DIR="$DMABUF_SCRIPTS_DIR/patches"
+shopt -s nullglob
+# shellcheck disable=SC2206 # a glob on purpose
+PATCHES=("$PATCH_DIR"/*.patch)
+shopt -u nullglob
+if ((${#PATCHES[@]})); then
+    PATCH_HASH="$(for p in "${PATCHES[@]}"; do basename "$p"; cat "$p"; done | sha256sum | cut -c1-12)"
+    QEMU_CACHE_DIR="$DMABUF_CACHE/qemu-$DMABUF_QEMU_VERSION-$PATCH_HASH"
+else
+    QEMU_CACHE_DIR="$DMABUF_CACHE/qemu-$DMABUF_QEMU_VERSION"
+fi
 QEMU_CACHE_BIN="$QEMU_CACHE_DIR/bin/qemu-system-x86_64"
 FIRMWARE_PACKAGES=(seabios qemu-system-data)
+RECONNECT_PATCH=0001-vhost-user-base-reconnect.patch
+
+# Can this QEMU reconnect to a restarted vhost-user backend? Prints "yes: why" or
+# "no: why". Stock QEMU 10.2's vhost-user-base cannot (see patches/$RECONNECT_PATCH);
+# our builds record their patches in PATCHES next to bin/.
+reconnect_support() {
+    local q dir
+    q="$(readlink -f "$1")"
+    dir="$(dirname "$(dirname "$q")")"
+    if [[ "${DMABUF_QEMU_RECONNECT:-}" == 1 ]]; then
+        echo "yes: DMABUF_QEMU_RECONNECT=1"
+        return 0
+    fi
+    if [[ -f "$dir/PATCHES" ]] && grep -q "^$RECONNECT_PATCH " "$dir/PATCHES"; then
+        echo "yes: built by ensure-qemu.sh with $RECONNECT_PATCH"
+        return 0
+    fi
+    echo "no: $q is not a build of qemu-scripts/ensure-qemu.sh with patches/$RECONNECT_PATCH (stock QEMU 10.2's vhost-user-test-device does not reinitialise its vhost device after a backend restart); unset QEMU to use the patched build, or set DMABUF_QEMU_RECONNECT=1 if this QEMU has the fix"
+    return 1
+}
+
+if [[ -n "$CHECK_RECONNECT" ]]; then
+    [[ -x "$CHECK_RECONNECT" ]] || die "--supports-reconnect $CHECK_RECONNECT: not an executable"
+    reconnect_support "$CHECK_RECONNECT"
+    exit
+fi
 
 # Does this binary run and list vhost-user-test-device-pci among the devices a user may
 # create? (-device help lists only user-creatable devices.)
@@ -78,15 +139,21 @@ if [[ -n "${QEMU:-}" ]]; then
     [[ "$q" == */* ]] || q="$(command -v "$q" || true)"
     [[ -n "$q" && -x "$q" ]] || die "QEMU=$QEMU is not an executable"
     has_test_device "$q" || die "QEMU=$QEMU ($(qemu_version "$q")) has no user-creatable vhost-user-test-device-pci (needs QEMU >= 10.2); unset QEMU to use or build ${DMABUF_QEMU_VERSION}"
+    if ((RECONNECT)) && ! why="$(reconnect_support "$q")"; then
+        warn "QEMU=$QEMU cannot reconnect to a restarted backend (${why#no: })"
+    fi
     pick "$q" "taken from \$QEMU"
 fi
 
 if ((!REBUILD)); then
     if q="$(command -v qemu-system-x86_64)"; then
-        if has_test_device "$q"; then
+        if ! has_test_device "$q"; then
+            log "skipping $q ($(qemu_version "$q")) on PATH: no user-creatable vhost-user-test-device-pci"
+        elif ((RECONNECT)) && ! reconnect_support "$q" >/dev/null; then
+            log "skipping $q ($(qemu_version "$q")) on PATH: cannot reconnect to a restarted backend (--reconnect)"
+        else
             pick "$q" "found on PATH with vhost-user-test-device-pci"
         fi
-        log "skipping $q ($(qemu_version "$q")) on PATH: no user-creatable vhost-user-test-device-pci"
     fi
     if [[ -e "$QEMU_CACHE_BIN" ]]; then
         has_test_device "$QEMU_CACHE_BIN" && pick "$QEMU_CACHE_BIN" "built earlier into the cache"
@@ -106,7 +173,7 @@ if ((!REBUILD)) && has_test_device "$QEMU_CACHE_BIN"; then
 fi
 
 BUILD_DEPS=(build-essential ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev flex bison
-            pkg-config python3-venv device-tree-compiler xz-utils)
+            pkg-config python3-venv device-tree-compiler xz-utils patch)
 ensure_host_packages "${BUILD_DEPS[@]}" "${FIRMWARE_PACKAGES[@]}"
 
 # Python build tools: Debian's +ds tarball ships no python/wheels, so meson comes from pip.
@@ -165,6 +232,14 @@ grep -q 'unpack_edk2_blobs = bzip2.found()' meson.build \
     || die "meson.build no longer has the edk2 line the build patches; check the QEMU version"
 sed -i 's/unpack_edk2_blobs = bzip2.found()/unpack_edk2_blobs = false/' meson.build
 
+# Our patches (git format-patch files, applied in name order).
+: > "$WORK/PATCHES"
+for p in "${PATCHES[@]}"; do
+    log "applying $(basename "$p")"
+    patch -p1 --batch --forward --quiet < "$p" >&2 || die "$(basename "$p") does not apply to QEMU $DMABUF_QEMU_VERSION"
+    printf '%s %s\n' "$(basename "$p")" "$(sha256sum < "$p" | cut -c1-64)" >> "$WORK/PATCHES"
+done
+
 mkdir build
 cd build
 log "configuring QEMU $DMABUF_QEMU_VERSION"
@@ -182,9 +257,11 @@ has_test_device ./qemu-system-x86_64 || die "the built QEMU lacks vhost-user-tes
 mkdir -p "$WORK/out/bin"
 cp qemu-system-x86_64 "$WORK/out/bin/"
 strip "$WORK/out/bin/qemu-system-x86_64"
+cp "$WORK/PATCHES" "$WORK/out/PATCHES"
 cat > "$WORK/out/BUILD-INFO" <<EOF
 qemu $DMABUF_QEMU_VERSION built by qemu-scripts/ensure-qemu.sh
 source: Debian source package qemu $DMABUF_QEMU_DEB_VERSION ($(basename "${orig[0]}"))
+patches: ${#PATCHES[@]} from qemu-scripts/patches (see PATCHES)
 built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n) in $(( $(date +%s) - start )) s
 configure: --target-list=x86_64-softmmu --without-default-features --enable-vhost-user --enable-kvm --enable-tcg --disable-docs --disable-install-blobs
 run with: -L /usr/share/seabios -L /usr/share/qemu

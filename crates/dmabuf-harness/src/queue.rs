@@ -282,13 +282,23 @@ impl SplitQueue {
         Ok(Some((head, len)))
     }
 
-    /// Wait for one used entry as a halted vCPU waits for its interrupt: one blocking read of
-    /// the call eventfd, no time limit. For benchmarks against a daemon that cannot vanish.
-    pub fn wait_blocking(&mut self, ram: &GuestRam) -> Result<(u16, u32), HarnessError> {
+    /// Wait for one used entry as a halted vCPU waits for its interrupt: look at the used ring
+    /// for up to `halt_poll`, then sleep in a blocking read of the call eventfd, no time limit.
+    /// For benchmarks against a daemon that cannot vanish.
+    pub fn wait_blocking(
+        &mut self,
+        ram: &GuestRam,
+        halt_poll: Duration,
+    ) -> Result<(u16, u32), HarnessError> {
+        let poll_until = Instant::now() + halt_poll;
         loop {
             self.arm(ram)?;
             if let Some(u) = self.poll(ram)? {
                 return Ok(u);
+            }
+            if !halt_poll.is_zero() && Instant::now() < poll_until {
+                std::hint::spin_loop();
+                continue;
             }
             // The call eventfd is in blocking mode; this sleeps until the device signals.
             self.call.read()?;

@@ -66,6 +66,24 @@ fn queue_err(e: impl std::fmt::Display) -> VhuError {
     VhuError::Queue(e.to_string())
 }
 
+/// Enable or disable the driver's notifications, under the ring lock and only while the queue is
+/// ready: a queue being reset has no rings, and the flags would land at guest address 0. `None`
+/// when the queue is not ready; when enabling, whether chains are already available.
+fn set_notification(vring: &VringRwLock, enable: bool) -> Result<Option<bool>, VhuError> {
+    let mut state = vring.get_mut();
+    if !state.get_queue().ready() {
+        return Ok(None);
+    }
+    if enable {
+        state.enable_notification().map(Some).map_err(queue_err)
+    } else {
+        state
+            .disable_notification()
+            .map(|()| Some(false))
+            .map_err(queue_err)
+    }
+}
+
 /// The rings of one VM, reachable from other threads (parked completions, events).
 #[derive(Default)]
 struct Rings {
@@ -351,17 +369,17 @@ impl VmBackend {
         loop {
             // With EVENT_IDX the driver stays quiet until notifications are enabled again (the
             // avail event is left behind); without it this sets VRING_USED_F_NO_NOTIFY.
-            vring.disable_notification().map_err(queue_err)?;
+            if set_notification(vring, false)?.is_none() {
+                break;
+            }
             if self.drain(vring)? && vring.needs_notification().unwrap_or(true) {
-                vring
-                    .signal_used_queue()
-                    .map_err(|e| VhuError::Queue(e.to_string()))?;
+                vring.signal_used_queue().map_err(queue_err)?;
             }
             if !window.is_zero() && self.poll_avail(vring, window) {
                 continue;
             }
             // A request posted before notifications were enabled is seen here.
-            if !vring.enable_notification().map_err(queue_err)? {
+            if set_notification(vring, true)? != Some(true) {
                 break;
             }
         }

@@ -310,19 +310,20 @@ skip_now() {
 # ------------------------------------------------------------------ daemon and VMs
 
 # daemon_start [LOG]: start the daemon (log to $KLOG/LOG, default daemon.log) and wait until
-# its sockets are bound: sockets a killed daemon left behind do not count (new inode)
+# its sockets are bound: sockets a killed daemon left behind do not count (inode and ctime
+# differ; an inode number alone may be reused at once)
 daemon_start() {
     local logf="$KLOG/${1:-daemon.log}" i="" n="" ready=""
     local -A old=()
     SOCKDIR="$KLOG"
-    for n in vm1 vm2 ctl; do old[$n]="$(stat -c %i "$SOCKDIR/$n.sock" 2>/dev/null || echo none)"; done
+    for n in vm1 vm2 ctl; do old[$n]="$(stat -c '%i %z' "$SOCKDIR/$n.sock" 2>/dev/null || echo none)"; done
     "$DAEMON" --socket "vm1=$SOCKDIR/vm1.sock" --socket "vm2=$SOCKDIR/vm2.sock" \
         --control-socket "$SOCKDIR/ctl.sock" --sync-timeout-ms 30000 >"$logf" 2>&1 &
     DPID=$!
     for ((i = 0; i < 200; i++)); do
         ready=1
         for n in vm1 vm2 ctl; do
-            [[ -S "$SOCKDIR/$n.sock" && "$(stat -c %i "$SOCKDIR/$n.sock" 2>/dev/null)" != "${old[$n]}" ]] || ready=0
+            [[ -S "$SOCKDIR/$n.sock" && "$(stat -c '%i %z' "$SOCKDIR/$n.sock" 2>/dev/null)" != "${old[$n]}" ]] || ready=0
         done
         ((ready)) && break
         kill -0 "$DPID" 2>/dev/null || break

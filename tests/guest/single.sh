@@ -22,6 +22,9 @@ fi
 if want 2; then
     go 21
     run c2 "$G" import --uuid "$H2" --verify-seed 31 --write-seed 32
+    # reported, not asserted: reading an imported 1 MiB host buffer after each START READ
+    # (the sync's copy included) vs reading a guest-local buffer, under this VM's accelerator
+    run c2b "$G" bench-read --uuid "$H5" --rounds 5
 fi
 
 # 3. ranged syncs move only their range, both directions
@@ -44,6 +47,8 @@ if want 4; then
     run c4a "$G" raw-sync --uuid "$H4" --op start,r,0,4096,20000 --op end,r,0,4096
     go 42   # and again
     run c4b "$G" raw-sync --uuid "$H4" --op start,r,0,4096,1000
+    go 43   # a host client holds write access to H4 and is killed while the guest waits
+    run c4c "$G" raw-sync --uuid "$H4" --op start,w,0,4096,30000 --op end,w,0,4096
 fi
 
 # 5. vgem imports our dma-bufs

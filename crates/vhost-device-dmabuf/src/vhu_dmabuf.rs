@@ -366,30 +366,44 @@ impl VmBackend {
         let mut poll = self.poll.lock().unwrap_or_else(|e| e.into_inner());
         poll.woke(Instant::now());
         let window = poll.window();
+        // Whether the ring said a chain was available: then draining must take one.
+        let mut expect_chain = false;
         loop {
             // With EVENT_IDX the driver stays quiet until notifications are enabled again (the
             // avail event is left behind); without it this sets VRING_USED_F_NO_NOTIFY.
             if set_notification(vring, false)?.is_none() {
                 break;
             }
-            if self.drain(vring)? && vring.needs_notification().unwrap_or(true) {
+            let (popped, used_any) = self.drain(vring)?;
+            if used_any && vring.needs_notification().unwrap_or(true) {
                 vring.signal_used_queue().map_err(queue_err)?;
             }
+            if expect_chain && popped == 0 {
+                // The avail index moved but no chain can be taken: the driver published an index
+                // more than a queue's worth ahead. Nothing is served until it repairs the ring
+                // (or resets the device); its next kick brings the worker back.
+                debug!("{}: avail index out of range, queue idle", self.vm.name);
+                set_notification(vring, true)?;
+                break;
+            }
             if !window.is_zero() && self.poll_avail(vring, window) {
+                expect_chain = true;
                 continue;
             }
             // A request posted before notifications were enabled is seen here.
             if set_notification(vring, true)? != Some(true) {
                 break;
             }
+            expect_chain = true;
         }
         poll.sleeping(Instant::now());
         Ok(())
     }
 
-    /// Pop and answer every available chain; whether any was marked used.
-    fn drain(&self, vring: &VringRwLock) -> Result<bool, VhuError> {
-        let mut used_any = false;
+    /// Pop and answer every available chain: how many were popped, and whether any was marked
+    /// used (a parked START is popped but not used yet).
+    fn drain(&self, vring: &VringRwLock) -> Result<(usize, bool), VhuError> {
+        let (mut popped, mut used_any) = (0, false);
         loop {
             let mem = self.vm.mem.memory();
             let next = vring
@@ -397,14 +411,13 @@ impl VmBackend {
                 .get_queue_mut()
                 .pop_descriptor_chain(mem.clone());
             let Some(chain) = next else {
-                return Ok(used_any);
+                return Ok((popped, used_any));
             };
+            popped += 1;
             let head = chain.head_index();
             match self.process_chain(vring, &mem, chain) {
                 Outcome::Used(len) => {
-                    vring
-                        .add_used(head, len)
-                        .map_err(|e| VhuError::Queue(e.to_string()))?;
+                    vring.add_used(head, len).map_err(queue_err)?;
                     used_any = true;
                 }
                 Outcome::Parked => {}

@@ -724,6 +724,14 @@ impl Vm {
         new.write(SCRATCH, &scratch)?;
         self.frontend.set_mem_table(&new.regions())?;
         self.ram = new;
+        // The copy can miss the device's last writes to the old rings (its avail event, written
+        // when it stops polling), so the driver could wait for a kick request the device never
+        // sees. Once the back-end has the new table (a message with a reply is handled after
+        // it), kick once so that the device looks at the new rings. (A real remap maps the same
+        // pages again and loses nothing.)
+        self.frontend.get_features()?;
+        self.req.kick.write(1)?;
+        self.evt.kick.write(1)?;
         Ok(())
     }
 

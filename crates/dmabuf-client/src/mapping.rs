@@ -7,39 +7,12 @@
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
-
-/// `DMA_BUF_IOCTL_SYNC` = `_IOW('b', 0, struct dma_buf_sync)` (one u64).
-const DMA_BUF_IOCTL_SYNC: libc::c_ulong = 0x4008_6200;
-const DMA_BUF_SYNC_READ: u64 = 1;
-const DMA_BUF_SYNC_WRITE: u64 = 2;
-const DMA_BUF_SYNC_END: u64 = 4;
 
 /// Start (`end == false`) or end a CPU access to a dma-buf.
 pub fn dma_buf_sync(file: &File, end: bool, read: bool, write: bool) -> io::Result<()> {
-    let mut flags = 0u64;
-    if read {
-        flags |= DMA_BUF_SYNC_READ;
-    }
-    if write {
-        flags |= DMA_BUF_SYNC_WRITE;
-    }
-    if end {
-        flags |= DMA_BUF_SYNC_END;
-    }
-    loop {
-        // SAFETY: DMA_BUF_IOCTL_SYNC reads one u64 from the pointer, which points at a live
-        // local; the return value is checked.
-        let r = unsafe { libc::ioctl(file.as_raw_fd(), DMA_BUF_IOCTL_SYNC, &flags) };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN)) {
-            return Err(e);
-        }
-    }
+    virtio_dmabuf_proto::dma_buf::sync(file.as_fd(), end, read, write)
 }
 
 /// Size of a dma-buf (or any seekable file) in bytes.

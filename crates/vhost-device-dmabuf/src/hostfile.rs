@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use thiserror::Error;
 use vm_memory::mmap::MmapRegionBuilder;
@@ -21,11 +21,6 @@ use crate::memory::{GuestMem, SegList};
 
 /// `statfs.f_type` of dma-buf files.
 const DMA_BUF_MAGIC: i64 = 0x444d_4142;
-/// `DMA_BUF_IOCTL_SYNC` = `_IOW('b', 0, struct dma_buf_sync)`.
-const DMA_BUF_IOCTL_SYNC: libc::c_ulong = 0x4008_6200;
-const DMA_BUF_SYNC_READ: u64 = 1;
-const DMA_BUF_SYNC_WRITE: u64 = 2;
-const DMA_BUF_SYNC_END: u64 = 4;
 /// `UDMABUF_CREATE_LIST` = `_IOW('u', 0x43, struct udmabuf_create_list)`.
 const UDMABUF_CREATE_LIST: libc::c_ulong = 0x4008_7543;
 const UDMABUF_FLAGS_CLOEXEC: u32 = 1;
@@ -196,28 +191,8 @@ impl HostFile {
         if self.kind != HostKind::DmaBuf {
             return Ok(());
         }
-        let mut flags = 0u64;
-        if read {
-            flags |= DMA_BUF_SYNC_READ;
-        }
-        if write {
-            flags |= DMA_BUF_SYNC_WRITE;
-        }
-        if end {
-            flags |= DMA_BUF_SYNC_END;
-        }
-        loop {
-            // SAFETY: DMA_BUF_IOCTL_SYNC reads one u64 (`struct dma_buf_sync`) from the pointer,
-            // which points at a live local; the return value is checked.
-            let r = unsafe { libc::ioctl(self.file.as_raw_fd(), DMA_BUF_IOCTL_SYNC, &flags) };
-            if r == 0 {
-                return Ok(());
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(HostFileError::Io("DMA_BUF_IOCTL_SYNC", err));
-            }
-        }
+        virtio_dmabuf_proto::dma_buf::sync(self.file.as_fd(), end, read, write)
+            .map_err(|e| HostFileError::Io("DMA_BUF_IOCTL_SYNC", e))
     }
 }
 

@@ -49,6 +49,20 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 impl Guest {
+    /// Wait up to 5 s for the hand-built chain `head`: its used length.
+    fn used_len(&mut self, head: u16) -> u32 {
+        self.vm
+            .wait_head(head, std::time::Duration::from_secs(5))
+            .unwrap()
+    }
+
+    /// The status the device wrote at `resp`.
+    fn status_at(&self, resp: u64) -> Status {
+        let mut out = [0u8; 8];
+        self.vm.ram.read(resp, &mut out).unwrap();
+        status_of(&out).unwrap()
+    }
+
     /// The device still answers a valid request correctly.
     fn still_serving(&mut self) {
         assert_eq!(
@@ -384,14 +398,8 @@ fn h20_readable_after_writable() {
             },
         ])
         .unwrap();
-    assert_eq!(
-        g.vm.wait_head(head, std::time::Duration::from_secs(5))
-            .unwrap(),
-        8
-    );
-    let mut out = [0u8; 8];
-    g.vm.ram.read(resp, &mut out).unwrap();
-    assert_eq!(status_of(&out).unwrap(), Status::InvalidRequest);
+    assert_eq!(g.used_len(head), 8);
+    assert_eq!(g.status_at(resp), Status::InvalidRequest);
     g.still_serving();
 }
 
@@ -581,14 +589,8 @@ fn h33_request_descriptor_outside_memory() {
                 },
             ])
             .unwrap();
-        assert_eq!(
-            g.vm.wait_head(head, std::time::Duration::from_secs(5))
-                .unwrap(),
-            8
-        );
-        let mut out = [0u8; 8];
-        g.vm.ram.read(resp, &mut out).unwrap();
-        assert_eq!(status_of(&out).unwrap(), Status::InvalidAddress);
+        assert_eq!(g.used_len(head), 8);
+        assert_eq!(g.status_at(resp), Status::InvalidAddress);
     }
     g.still_serving();
 }
@@ -613,11 +615,7 @@ fn h34_response_descriptor_outside_memory() {
             },
         ])
         .unwrap();
-    assert_eq!(
-        g.vm.wait_head(head, std::time::Duration::from_secs(5))
-            .unwrap(),
-        0
-    );
+    assert_eq!(g.used_len(head), 0);
     g.still_serving();
 }
 
@@ -648,11 +646,7 @@ fn h35_descriptor_loop() {
                 ],
             )
             .unwrap();
-    assert_eq!(
-        g.vm.wait_head(head, std::time::Duration::from_secs(5))
-            .unwrap(),
-        0
-    );
+    assert_eq!(g.used_len(head), 0);
     g.still_serving();
 }
 
@@ -671,11 +665,7 @@ fn h36_indirect_table_outside_memory() {
                 }],
             )
             .unwrap();
-    assert_eq!(
-        g.vm.wait_head(head, std::time::Duration::from_secs(5))
-            .unwrap(),
-        0
-    );
+    assert_eq!(g.used_len(head), 0);
     let ram = VmOptions::default().ram_size;
     let head =
         g.vm.req
@@ -689,11 +679,7 @@ fn h36_indirect_table_outside_memory() {
                 }],
             )
             .unwrap();
-    assert_eq!(
-        g.vm.wait_head(head, std::time::Duration::from_secs(5))
-            .unwrap(),
-        0
-    );
+    assert_eq!(g.used_len(head), 0);
     g.still_serving();
 }
 
@@ -709,14 +695,8 @@ fn h37_writable_only_chain_and_next_out_of_range() {
             write: true,
         }])
         .unwrap();
-    assert_eq!(
-        g.vm.wait_head(head, std::time::Duration::from_secs(5))
-            .unwrap(),
-        8
-    );
-    let mut out = [0u8; 8];
-    g.vm.ram.read(resp, &mut out).unwrap();
-    assert_eq!(status_of(&out).unwrap(), Status::InvalidRequest);
+    assert_eq!(g.used_len(head), 8);
+    assert_eq!(g.status_at(resp), Status::InvalidRequest);
     // A `next` index beyond the queue size.
     let head =
         g.vm.req
@@ -730,11 +710,7 @@ fn h37_writable_only_chain_and_next_out_of_range() {
                 }],
             )
             .unwrap();
-    assert_eq!(
-        g.vm.wait_head(head, std::time::Duration::from_secs(5))
-            .unwrap(),
-        0
-    );
+    assert_eq!(g.used_len(head), 0);
     g.still_serving();
 }
 
@@ -798,9 +774,7 @@ fn h41_indirect_chain_longer_than_the_queue() {
     let table = g.vm.scratch(bufs.len() as u64 * 16).unwrap();
     let head = g.vm.req.add_indirect(&g.vm.ram, table, &bufs).unwrap();
     // Refused or answered, but answered: never a hang, never a crash.
-    let len =
-        g.vm.wait_head(head, std::time::Duration::from_secs(5))
-            .unwrap();
+    let len = g.used_len(head);
     assert!(len == 0 || len == 8, "used length {len}");
     g.still_serving();
 }
@@ -910,14 +884,8 @@ fn h45_release_of_another_vms_buffer_and_response_area_in_the_request() {
             },
         ])
         .unwrap();
-    assert_eq!(
-        g.vm.wait_head(head, std::time::Duration::from_secs(5))
-            .unwrap(),
-        8
-    );
-    let mut out = [0u8; 8];
-    g.vm.ram.read(a, &mut out).unwrap();
-    assert_eq!(status_of(&out).unwrap(), Status::Ok);
+    assert_eq!(g.used_len(head), 8);
+    assert_eq!(g.status_at(a), Status::Ok);
     assert_eq!(
         g.vm.sync(&p, 0, 1, sf::READ | sf::END, 0).unwrap(),
         Status::Ok

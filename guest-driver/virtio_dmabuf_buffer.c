@@ -689,7 +689,6 @@ static void vdmabuf_release(struct dma_buf *dmabuf)
 
 static const struct virtio_dma_buf_ops vdmabuf_dmabuf_ops = {
 	.ops = {
-		.cache_sgt_mapping = true,
 		.attach = virtio_dma_buf_attach,
 		.detach = vdmabuf_detach,
 		.map_dma_buf = vdmabuf_map_dma_buf,

@@ -241,15 +241,60 @@ private_apt_update() {
     touch "$stamp"
 }
 
+# ---------------------------------------------------------------- Debian sid root
+
+# What qemu-scripts/sid-root.sh installs into the sid root (besides the newest 7.2 and
+# 7.3 kernel headers, which it looks up). The root's cache key is a hash of these and of
+# the recipe version: bump DMABUF_SID_RECIPE when the way the root is made changes.
+DMABUF_SID_RECIPE=1
+DMABUF_SID_PACKAGES=(qemu-system-x86 gcc-16 make bc dwarves kmod libelf-dev xz-utils zstd)
+
+# The cache directory of the sid root for the current recipe (the root is its root/).
+sid_root_dir() {
+    local key
+    key="$(printf '%s\n' "$DMABUF_SID_RECIPE" "${DMABUF_SID_PACKAGES[@]}" 7.2 7.3 | sha256sum | cut -c1-12)"
+    echo "$DMABUF_CACHE/sid-root-$key"
+}
+
+# Run a command inside a sid root (chroot; we are root), in a PID and mount namespace of
+# its own with a private /proc (objtool reads /proc/self/limits), so nothing stays
+# mounted and nothing outlives the command. /dev/null is all that the builds and apt
+# need of /dev.
+sid_chroot() { # root cmd...
+    local r="$1"; shift
+    [[ -c "$r/dev/null" ]] || { rm -f "$r/dev/null"; mknod -m 666 "$r/dev/null" c 1 3; }
+    unshare --fork --pid --mount-proc="$r/proc" \
+        chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 "$@"
+}
+
+# Run the root's qemu-system-x86_64 on the host through the root's own dynamic loader
+# and libraries (no chroot: sockets and paths stay the host's). TCG and the other
+# accelerators are loadable modules in Debian's build, hence QEMU_MODULE_DIR; the
+# firmware comes from the root too.
+sid_qemu_cmd() { # root args...
+    local r="$1"; shift
+    QEMU_MODULE_DIR="$r/usr/lib/x86_64-linux-gnu/qemu" \
+        "$r/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" \
+        --library-path "$r/usr/lib/x86_64-linux-gnu" \
+        "$r/usr/bin/qemu-system-x86_64" -L "$r/usr/share/seabios" -L "$r/usr/share/qemu" "$@"
+}
+
 # ---------------------------------------------------------------- misc
 
 # Map the user-facing kernel series name to the internal one; dies on anything else.
+# The series the project supports, oldest first. 6.x come from bookworm (and its
+# backports/security suites) and build on this host; 7.x come from sid (7.2) and
+# experimental (7.3) and build in the sid root (sid-root.sh) with gcc-16.
+DMABUF_KERNEL_SERIES=(6.1 6.12 7.2 7.3)
 kernel_series() {
     case "${1:-}" in
-        6.1|6.12) echo "$1" ;;
-        *) die "unknown kernel series '${1:-}' (expected 6.1 or 6.12)" ;;
+        6.1|6.12|7.2|7.3) echo "$1" ;;
+        *) die "unknown kernel series '${1:-}' (expected one of: ${DMABUF_KERNEL_SERIES[*]})" ;;
     esac
 }
+
+# True for the series whose packages and toolchain come from the sid root.
+kernel_series_is_sid() { [[ "$1" == 7.* ]]; }
 
 # Exclusive lock on a file under the cache for the rest of the calling shell. Waits.
 # Usage: cache_lock NAME

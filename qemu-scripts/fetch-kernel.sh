@@ -6,29 +6,42 @@ set -euo pipefail
 
 usage() {
     cat <<EOF
-Usage: $(basename "$0") [options] <6.1|6.12>
+Usage: $(basename "$0") [options] <6.1|6.12|7.2|7.3>
 
-Download the newest Debian kernel of the series (amd64, unsigned image) together
-with its headers and kbuild packages, unpack them with dpkg-deb -x into
+Download the newest Debian kernel of the series (amd64) together with what a
+module build needs, unpack it with dpkg-deb -x into
   \${DMABUF_CACHE:-\$HOME/.cache/virtio-dmabuf}/kernels/<debian-version>/root/
 and print eval-able lines on stdout:
   KVER=<kernel release>      e.g. 6.12.117+deb12-amd64
-  KDIR=<headers dir>         for: make -C "\$KDIR" M=\$PWD modules
+  KDIR=<headers dir>         the kernel build tree
+  KCHROOT=<root>             empty for 6.x (build on this host: make -C "\$KDIR" M=...);
+                             for 7.x the sid root that KDIR lies in, where modules
+                             must be built (qemu-scripts/kbuild.sh does either)
   VMLINUZ=<kernel image>     (bzImage)
   VMLINUX=<uncompressed ELF kernel, extracted from VMLINUZ; QEMU boots it via PVH>
   MODDIR=<root>/lib/modules/<KVER>
   KDEBVER=<Debian package version>   KROOT=<unpacked root>
 
-"Newest" comes from the private apt lists (see common.sh): for 6.1 the packages
-linux-image-6.1.0-NN-amd64-unsigned, for 6.12 linux-image-6.12.*-amd64-unsigned,
-over bookworm, bookworm-updates, bookworm-security and bookworm-backports.
+6.1 and 6.12: "newest" comes from the private apt lists (see common.sh): for 6.1
+the packages linux-image-6.1.0-NN-amd64-unsigned, for 6.12
+linux-image-6.12.*-amd64-unsigned, over bookworm, bookworm-updates,
+bookworm-security and bookworm-backports. The headers, -common and kbuild
+packages are unpacked next to the image; modules build on this host with gcc-12.
+
+7.2 and 7.3: their headers need gcc-16, which bookworm cannot install, so they
+live in the Debian sid root of sid-root.sh (made if missing), which has the
+newest 7.2 (sid) and 7.3 (experimental) headers installed. The kernel is the one
+those headers belong to: linux-binary-<KVER> (the image; linux-image-<KVER> is a
+metapackage now), linux-modules-<KVER> and linux-base-<KVER> (config, System.map),
+downloaded with the root's apt.
+
 Nothing is installed into /boot or /lib/modules of this machine. The host tools the
-module build needs (gcc-12, make, bc, dwarves/pahole, libelf-dev) are installed
+6.x module builds need (gcc-12, make, bc, dwarves/pahole, libelf-dev) are installed
 with apt-get if missing.
 
 Options:
-  --suite SUITE   only consider packages from this suite (e.g. bookworm-backports)
-  --version V     take this exact Debian package version instead of the newest
+  --suite SUITE   only consider packages from this suite (e.g. bookworm-backports; 6.x)
+  --version V     take this exact Debian package version instead of the newest (6.x)
   --check         also build a hello-world module against KDIR with W=1 (in a temp dir)
   --no-tools      do not install host build tools
   --help          this text
@@ -57,7 +70,11 @@ while (($#)); do
     esac
     shift
 done
-[[ -n "$SERIES" ]] || { usage >&2; die "missing kernel series (6.1 or 6.12)"; }
+[[ -n "$SERIES" ]] || { usage >&2; die "missing kernel series (${DMABUF_KERNEL_SERIES[*]})"; }
+if kernel_series_is_sid "$SERIES" && [[ -n "$SUITE$WANT_VERSION" ]]; then
+    die "--suite and --version are for 6.x; for $SERIES the kernel is the one whose headers the sid root has"
+fi
+KCHROOT=""
 
 case "$SERIES" in
     6.1) IMAGE_RE='^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' ;;
@@ -90,7 +107,7 @@ newest_candidate() {
 
 emit() {
     local k v
-    for k in KVER KDIR VMLINUZ VMLINUX MODDIR KDEBVER KROOT; do
+    for k in KVER KDIR KCHROOT VMLINUZ VMLINUX MODDIR KDEBVER KROOT; do
         v="${!k}"
         if [[ "$v" =~ ^[A-Za-z0-9_./+~:-]+$ && "$v" != '~'* ]]; then
             printf '%s=%s\n' "$k" "$v"
@@ -126,8 +143,8 @@ MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("header check");
 EOF
     echo 'obj-m := hello.o' > "$t/Kbuild"
-    log "checking headers: make -C $KDIR M=$t W=1 modules"
-    if make -C "$KDIR" M="$t" W=1 modules >"$t/build.log" 2>&1 && [[ -f "$t/hello.ko" ]]; then
+    log "checking headers: kbuild.sh $SERIES $t W=1 modules"
+    if "$DMABUF_SCRIPTS_DIR/kbuild.sh" "$SERIES" "$t" W=1 modules >"$t/build.log" 2>&1 && [[ -f "$t/hello.ko" ]]; then
         log "hello.ko built: $(modinfo -F vermagic "$t/hello.ko" 2>/dev/null || echo '?')"
         if grep -qi 'warning:' "$t/build.log"; then
             warn "the W=1 build printed warnings:"; grep -i 'warning:' "$t/build.log" >&2 || true
@@ -169,9 +186,10 @@ finish() {
     VMLINUX="$KROOT/boot/vmlinux-$KVER"
     if [[ ! -f "$VMLINUX" ]]; then
         log "extracting $(basename "$VMLINUX") from $(basename "$VMLINUZ")"
+        mkdir -p "$KROOT/boot"
         extract_vmlinux "$VMLINUZ" "$VMLINUX" || VMLINUX=""
     fi
-    if [[ -z "$SUITE" && -z "$WANT_VERSION" && ! "${RESOLVED:-x}" -nt "$DMABUF_APT_DIR/.updated" ]]; then
+    if [[ -n "${RESOLVED:-}" && -z "$SUITE" && -z "$WANT_VERSION" && ! "$RESOLVED" -nt "$DMABUF_APT_DIR/.updated" ]]; then
         mkdir -p "$(dirname "$RESOLVED")"
         emit > "$RESOLVED.tmp.$$" && mv -f "$RESOLVED.tmp.$$" "$RESOLVED"
     fi
@@ -180,7 +198,103 @@ finish() {
     exit 0
 }
 
-# ---------------------------------------------------------------- pick the kernel
+# ---------------------------------------------------------------- unpacking (both kinds)
+
+# Unpack the debs of $1/debs into $1/root; provide /lib/modules next to /usr/lib/modules.
+unpack_kernel_debs() { # tmpdir
+    local tmp="$1" deb
+    for deb in "$tmp"/debs/*.deb; do
+        log "unpacking $(basename "$deb")"
+        dpkg-deb -x "$deb" "$tmp/root"
+    done
+    # usrmerge-style packages put modules under /usr/lib/modules; provide /lib/modules too.
+    if [[ ! -d "$tmp/root/lib/modules/$KVER" && -d "$tmp/root/usr/lib/modules/$KVER" ]]; then
+        mkdir -p "$tmp/root/lib/modules"
+        ln -s "../../usr/lib/modules/$KVER" "$tmp/root/lib/modules/$KVER"
+    fi
+}
+
+# Debian's image packages leave modules.dep to depmod in their postinst; generate it.
+run_depmod() { # root
+    local root="$1" sysmap depmod_args=()
+    if ! command -v depmod >/dev/null; then
+        ((TOOLS)) || die "depmod (package kmod) is needed to generate modules.dep"
+        ensure_host_packages kmod
+    fi
+    log "generating modules.dep (depmod -b)"
+    for sysmap in "$root/boot/System.map-$KVER" "$root/lib/modules/$KVER/System.map"; do
+        if [[ -f "$sysmap" ]]; then depmod_args=(-F "$sysmap"); break; fi
+    done
+    depmod -b "$root" "${depmod_args[@]}" "$KVER" || die "depmod -b $root $KVER failed"
+    [[ -s "$root/lib/modules/$KVER/modules.dep" ]] || die "depmod wrote no modules.dep"
+}
+
+# ---------------------------------------------------------------- 7.x: from the sid root
+
+fetch_sid_kernel() {
+    local sid_env sid_root hdr dl key suite=sid
+    sid_env="$("$DMABUF_SCRIPTS_DIR/sid-root.sh" | tail -n1)" || die "sid-root.sh failed"
+    sid_root="${sid_env#SID_ROOT=}"
+    [[ -d "$sid_root/usr/src" ]] || die "sid-root.sh gave no root"
+    # The headers the root has for this series (sid-root.sh installs the newest of each).
+    hdr="$(cd "$sid_root/usr/src" && find . -maxdepth 1 -regex "\./linux-headers-${SERIES//./\\.}\(\.[0-9]+\)*\(\+deb[0-9]+\)?-amd64" \
+           | sed 's|^\./||' | sort -V | tail -n1)"
+    [[ -n "$hdr" ]] || die "the sid root $sid_root has no linux-headers-$SERIES*-amd64"
+    KVER="${hdr#linux-headers-}"
+    KDEBVER="$(dpkg-query --admindir="$sid_root/var/lib/dpkg" -W -f='${Version}' "linux-headers-$KVER")" \
+        || die "dpkg in the sid root does not know linux-headers-$KVER"
+    [[ "$KDEBVER" == *~exp* ]] && suite=experimental
+    KCHROOT="$sid_root"
+    KDIR="$sid_root/usr/src/linux-headers-$KVER"
+    key="${KDEBVER//:/_}"
+    DEST="$DMABUF_CACHE/kernels/$key"
+    KROOT="$DEST/root"
+    VMLINUZ="$KROOT/usr/lib/modules/$KVER/vmlinuz"
+    # shellcheck disable=SC2034 # printed by emit()
+    MODDIR="$KROOT/lib/modules/$KVER"
+    RESOLVED=""
+    if [[ -f "$DEST/.complete" ]]; then
+        debug "already unpacked in $DEST"
+        finish
+    fi
+    cache_lock "kernel-$key"
+    [[ -f "$DEST/.complete" ]] && finish
+    rm -rf "$DMABUF_CACHE/kernels/.$key".*
+    PKGS=("linux-binary-$KVER=$KDEBVER" "linux-modules-$KVER=$KDEBVER" "linux-base-$KVER=$KDEBVER")
+    log "$SERIES kernel: $KVER $KDEBVER ($suite, headers in the sid root)"
+    mkdir -p "$DMABUF_CACHE/kernels"
+    TMP="$(mktemp -d "$DMABUF_CACHE/kernels/.$key.XXXXXX")"
+    dl="$(mktemp -d "$sid_root/var/tmp/kernel-dl.XXXXXX")"
+    # shellcheck disable=SC2064 # expand now: the paths are fixed
+    trap "rm -rf '$TMP' '$dl'" EXIT
+    mkdir -p "$TMP/debs" "$TMP/root"
+    log "downloading ${PKGS[*]} with the sid root's apt"
+    sid_chroot "$sid_root" sh -c "cd /var/tmp/${dl##*/} && apt-get download -q -o APT::Sandbox::User=root ${PKGS[*]}" >&2 \
+        || die "apt-get download in the sid root failed"
+    mv "$dl"/*.deb "$TMP/debs/"
+    unpack_kernel_debs "$TMP"
+    [[ -f "$TMP/root/usr/lib/modules/$KVER/vmlinuz" ]] || die "vmlinuz missing from linux-binary-$KVER"
+    run_depmod "$TMP/root"
+    rm -rf "$TMP/debs" "$dl"
+    cat > "$TMP/PACKAGES" <<EOF
+${PKGS[*]}
+from suite: $suite (headers and toolchain: sid root $sid_root)
+fetched: $(date -u +%Y-%m-%dT%H:%M:%SZ)
+EOF
+    chmod 755 "$TMP"
+    touch "$TMP/.complete"
+    rm -rf "$DEST"
+    mv "$TMP" "$DEST"
+    trap - EXIT
+    log "unpacked into $DEST"
+    finish
+}
+
+if kernel_series_is_sid "$SERIES"; then
+    fetch_sid_kernel
+fi
+
+# ---------------------------------------------------------------- 6.x: pick the kernel
 
 if ! (private_apt_update); then
     warn "could not refresh the private apt lists; using what is cached"
@@ -233,15 +347,7 @@ trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$TMP/debs" "$TMP/root"
 log "downloading ${PKGS[*]}"
 (cd "$TMP/debs" && papt_get download -q "${PKGS[@]}" >&2) || die "apt-get download failed"
-for deb in "$TMP"/debs/*.deb; do
-    log "unpacking $(basename "$deb")"
-    dpkg-deb -x "$deb" "$TMP/root"
-done
-# usrmerge-style packages put modules under /usr/lib/modules; provide /lib/modules too.
-if [[ ! -d "$TMP/root/lib/modules/$KVER" && -d "$TMP/root/usr/lib/modules/$KVER" ]]; then
-    mkdir -p "$TMP/root/lib/modules"
-    ln -s "../../usr/lib/modules/$KVER" "$TMP/root/lib/modules/$KVER"
-fi
+unpack_kernel_debs "$TMP"
 
 # The arch headers Makefile includes the -common tree by absolute path; point it at the
 # unpacked copy (where the tree will live after the final rename).
@@ -271,18 +377,7 @@ done
 
 [[ -f "$TMP/root/boot/vmlinuz-$KVER" ]] || die "vmlinuz-$KVER missing from $IMAGE_PKG"
 [[ -d "$TMP/root/lib/modules/$KVER" ]] || die "lib/modules/$KVER missing from $IMAGE_PKG"
-# Debian's image package leaves modules.dep to depmod in its postinst; generate it here.
-if ! command -v depmod >/dev/null; then
-    ((TOOLS)) || die "depmod (package kmod) is needed to generate modules.dep"
-    ensure_host_packages kmod
-fi
-log "generating modules.dep (depmod -b)"
-sysmap="$TMP/root/boot/System.map-$KVER"
-depmod_args=()
-[[ -f "$sysmap" ]] && depmod_args=(-F "$sysmap")
-depmod -b "$TMP/root" "${depmod_args[@]}" "$KVER" \
-    || die "depmod -b $TMP/root $KVER failed"
-[[ -s "$TMP/root/lib/modules/$KVER/modules.dep" ]] || die "depmod wrote no modules.dep"
+run_depmod "$TMP/root"
 rm -rf "$TMP/debs"
 cat > "$TMP/PACKAGES" <<EOF
 ${PKGS[*]}

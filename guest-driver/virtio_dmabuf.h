@@ -129,8 +129,8 @@ struct vdmabuf_buffer {
 	unsigned long nr_pages;
 	struct vdmabuf_pages *mem;	/* holds a reference */
 
-	struct mutex lock;		/* attachments */
-	struct list_head attachments;	/* struct vdmabuf_attachment, mapped */
+	struct mutex lock;		/* mappings */
+	struct list_head mappings;	/* struct vdmabuf_mapping, live */
 };
 
 enum vdmabuf_req_state {

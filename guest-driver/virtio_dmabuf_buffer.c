@@ -16,11 +16,11 @@
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/uuid.h>
-#include <linux/version.h>
 #include <linux/virtio_dma_buf.h>
 #include <linux/vmalloc.h>
 
 #include "virtio_dmabuf.h"
+#include "virtio_dmabuf_compat.h"
 
 /*
  * Largest chunk tried when allocating buffer pages (order 9: 2 MiB with 4 KiB
@@ -44,11 +44,19 @@ MODULE_PARM_DESC(test_scatter,
 /* How long IMPORT waits for a closing dma-buf of the same UUID to go away */
 #define VDMABUF_DYING_WAIT_SECS	10
 
-struct vdmabuf_attachment {
-	struct list_head node;		/* in buf->attachments */
+/*
+ * One mapping of an attachment (dma_buf_map_attachment(); an importer may map
+ * one attachment several times). The importer gets @out: the same pages, with
+ * the DMA addresses of @own. @own is the table that is DMA-mapped and synced;
+ * it is never handed out. @out is not looked at after it was handed out: the
+ * dma-buf core may hide its page links from the importer (DMABUF_DEBUG).
+ */
+struct vdmabuf_mapping {
+	struct list_head node;		/* in buf->mappings */
 	struct device *dev;
-	struct sg_table *sgt;
 	enum dma_data_direction dir;
+	struct sg_table own;
+	struct sg_table out;
 };
 
 static const struct virtio_dma_buf_ops vdmabuf_dmabuf_ops;
@@ -100,16 +108,6 @@ static void vdmabuf_table_del(struct vdmabuf_buffer *buf)
 	dev->table_gen++;
 	mutex_unlock(&dev->lock);
 	wake_up_all(&dev->table_wq);
-}
-
-/* Take a reference on a dma-buf's file unless its last one is being put. */
-static bool vdmabuf_get_dmabuf_unless_zero(struct dma_buf *dmabuf)
-{
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
-	return file_ref_get(&dmabuf->file->f_ref);
-#else
-	return atomic_long_inc_not_zero(&dmabuf->file->f_count);
-#endif
 }
 
 void vdmabuf_buffer_revoke(struct vdmabuf_device *dev, const u8 *uuid)
@@ -493,62 +491,63 @@ int vdmabuf_buffer_sync(struct vdmabuf_buffer *buf, u64 offset, u64 len,
 /* dma_buf_ops                                                        */
 /* ------------------------------------------------------------------ */
 
-static int vdmabuf_device_attach(struct dma_buf *dmabuf,
-				 struct dma_buf_attachment *attach)
+/* A table of the buffer's pages, coalesced as far as the DMA layer allows. */
+static int vdmabuf_pages_table(struct vdmabuf_buffer *buf,
+			       struct sg_table *sgt)
 {
-	struct vdmabuf_attachment *a;
-
-	a = kzalloc(sizeof(*a), GFP_KERNEL);
-	if (!a)
-		return -ENOMEM;
-	INIT_LIST_HEAD(&a->node);
-	a->dev = attach->dev;
-	attach->priv = a;
-	return 0;
-}
-
-static void vdmabuf_detach(struct dma_buf *dmabuf,
-			   struct dma_buf_attachment *attach)
-{
-	kfree(attach->priv);
-	attach->priv = NULL;
+	return sg_alloc_table_from_pages(sgt, buf->mem->pages, buf->nr_pages, 0,
+					 buf->nr_pages << PAGE_SHIFT,
+					 GFP_KERNEL);
 }
 
 static struct sg_table *vdmabuf_map_dma_buf(struct dma_buf_attachment *attach,
 					    enum dma_data_direction dir)
 {
 	struct vdmabuf_buffer *buf = attach->dmabuf->priv;
-	struct vdmabuf_attachment *a = attach->priv;
-	struct sg_table *sgt;
+	struct scatterlist *sg, *out_sg;
+	struct vdmabuf_mapping *m;
+	unsigned int i;
 	int ret;
 
 	if (buf->nr_pages > UINT_MAX)
 		return ERR_PTR(-E2BIG);
-	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
-	if (!sgt)
+	m = kzalloc(sizeof(*m), GFP_KERNEL);
+	if (!m)
 		return ERR_PTR(-ENOMEM);
-	ret = sg_alloc_table_from_pages(sgt, buf->mem->pages, buf->nr_pages, 0,
-					buf->nr_pages << PAGE_SHIFT,
-					GFP_KERNEL);
+	INIT_LIST_HEAD(&m->node);
+	m->dev = attach->dev;
+	m->dir = dir;
+
+	ret = vdmabuf_pages_table(buf, &m->own);
 	if (ret)
 		goto err_free;
-	ret = dma_map_sgtable(attach->dev, sgt, dir, 0);
+	ret = vdmabuf_pages_table(buf, &m->out);
 	if (ret)
-		goto err_table;
+		goto err_own;
+	ret = dma_map_sgtable(m->dev, &m->own, dir, 0);
+	if (ret)
+		goto err_out;
+
+	/* same pages, same layout: copy the DMA segments over */
+	out_sg = m->out.sgl;
+	for_each_sgtable_dma_sg(&m->own, sg, i) {
+		sg_dma_address(out_sg) = sg_dma_address(sg);
+		sg_dma_len(out_sg) = sg_dma_len(sg);
+		out_sg = sg_next(out_sg);
+	}
+	m->out.nents = m->own.nents;
 
 	mutex_lock(&buf->lock);
-	if (list_empty(&a->node)) {
-		a->sgt = sgt;
-		a->dir = dir;
-		list_add_tail(&a->node, &buf->attachments);
-	}
+	list_add_tail(&m->node, &buf->mappings);
 	mutex_unlock(&buf->lock);
-	return sgt;
+	return &m->out;
 
-err_table:
-	sg_free_table(sgt);
+err_out:
+	sg_free_table(&m->out);
+err_own:
+	sg_free_table(&m->own);
 err_free:
-	kfree(sgt);
+	kfree(m);
 	return ERR_PTR(ret);
 }
 
@@ -557,30 +556,30 @@ static void vdmabuf_unmap_dma_buf(struct dma_buf_attachment *attach,
 				  enum dma_data_direction dir)
 {
 	struct vdmabuf_buffer *buf = attach->dmabuf->priv;
-	struct vdmabuf_attachment *a = attach->priv;
+	struct vdmabuf_mapping *m = container_of(sgt, struct vdmabuf_mapping,
+						 out);
 
 	mutex_lock(&buf->lock);
-	if (a->sgt == sgt) {
-		list_del_init(&a->node);
-		a->sgt = NULL;
-	}
+	list_del(&m->node);
 	mutex_unlock(&buf->lock);
 
-	dma_unmap_sgtable(attach->dev, sgt, dir, 0);
-	sg_free_table(sgt);
-	kfree(sgt);
+	dma_unmap_sgtable(m->dev, &m->own, m->dir, 0);
+	sg_free_table(&m->own);
+	sg_free_table(&m->out);
+	kfree(m);
 }
 
-static void vdmabuf_sync_attachments(struct vdmabuf_buffer *buf, bool for_cpu)
+/* Sync every live mapping of every attachment, for the CPU or the devices. */
+static void vdmabuf_sync_mappings(struct vdmabuf_buffer *buf, bool for_cpu)
 {
-	struct vdmabuf_attachment *a;
+	struct vdmabuf_mapping *m;
 
 	mutex_lock(&buf->lock);
-	list_for_each_entry(a, &buf->attachments, node) {
+	list_for_each_entry(m, &buf->mappings, node) {
 		if (for_cpu)
-			dma_sync_sgtable_for_cpu(a->dev, a->sgt, a->dir);
+			dma_sync_sgtable_for_cpu(m->dev, &m->own, m->dir);
 		else
-			dma_sync_sgtable_for_device(a->dev, a->sgt, a->dir);
+			dma_sync_sgtable_for_device(m->dev, &m->own, m->dir);
 	}
 	mutex_unlock(&buf->lock);
 }
@@ -597,7 +596,7 @@ static int vdmabuf_begin_cpu_access(struct dma_buf *dmabuf,
 	ret = vdmabuf_buffer_sync(buf, 0, buf->size, flags, 0);
 	if (ret)
 		return ret;
-	vdmabuf_sync_attachments(buf, true);
+	vdmabuf_sync_mappings(buf, true);
 	return 0;
 }
 
@@ -609,7 +608,7 @@ static int vdmabuf_end_cpu_access(struct dma_buf *dmabuf,
 
 	if (flags < 0)
 		return flags;
-	vdmabuf_sync_attachments(buf, false);
+	vdmabuf_sync_mappings(buf, false);
 	return vdmabuf_buffer_sync(buf, 0, buf->size,
 				   flags | VIRTIO_DMABUF_SYNC_END, 0);
 }
@@ -634,11 +633,7 @@ static int vdmabuf_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 	/* MAP_SHARED only (of a read-only fd: VM_MAYSHARE, not VM_SHARED) */
 	if (!(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
-	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
-#else
-	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
-#endif
+	vdmabuf_vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_ops = &vdmabuf_vm_ops;
 	vma->vm_private_data = dmabuf->priv;
 	return 0;
@@ -690,7 +685,6 @@ static void vdmabuf_release(struct dma_buf *dmabuf)
 static const struct virtio_dma_buf_ops vdmabuf_dmabuf_ops = {
 	.ops = {
 		.attach = virtio_dma_buf_attach,
-		.detach = vdmabuf_detach,
 		.map_dma_buf = vdmabuf_map_dma_buf,
 		.unmap_dma_buf = vdmabuf_unmap_dma_buf,
 		.release = vdmabuf_release,
@@ -700,7 +694,6 @@ static const struct virtio_dma_buf_ops vdmabuf_dmabuf_ops = {
 		.vmap = vdmabuf_vmap,
 		.vunmap = vdmabuf_vunmap,
 	},
-	.device_attach = vdmabuf_device_attach,
 	.get_uuid = vdmabuf_get_uuid,
 };
 
@@ -738,7 +731,7 @@ static struct vdmabuf_buffer *vdmabuf_buffer_new(struct vdmabuf_device *dev,
 	buf->nr_pages = nr_pages;
 	INIT_HLIST_NODE(&buf->node);
 	mutex_init(&buf->lock);
-	INIT_LIST_HEAD(&buf->attachments);
+	INIT_LIST_HEAD(&buf->mappings);
 
 	ret = vdmabuf_alloc_pages(buf);
 	if (ret) {
@@ -825,7 +818,7 @@ static int vdmabuf_import_held(struct vdmabuf_device *dev, const u8 *uuid,
 			mutex_unlock(&dev->lock);
 			return -ENOENT;
 		}
-		if (vdmabuf_get_dmabuf_unless_zero(buf->dmabuf)) {
+		if (vdmabuf_get_file_active(&buf->dmabuf->file)) {
 			*dmabufp = buf->dmabuf;
 			mutex_unlock(&dev->lock);
 			return 0;

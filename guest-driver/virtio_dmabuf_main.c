@@ -11,12 +11,12 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/slab.h>
-#include <linux/version.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 #include <linux/vmalloc.h>
 
 #include "virtio_dmabuf.h"
+#include "virtio_dmabuf_compat.h"
 
 static DEFINE_IDA(vdmabuf_ida);
 
@@ -744,31 +744,16 @@ static void vdmabuf_evq_done(struct virtqueue *vq)
 /* probe and remove                                                   */
 /* ------------------------------------------------------------------ */
 
-static int vdmabuf_find_vqs(struct vdmabuf_device *dev)
+static int vdmabuf_setup_vqs(struct vdmabuf_device *dev)
 {
-	struct virtqueue *vqs[VIRTIO_DMABUF_NUM_VQS];
-	int ret;
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
-	struct virtqueue_info vqs_info[VIRTIO_DMABUF_NUM_VQS] = {
+	static const struct vdmabuf_vq_info info[VIRTIO_DMABUF_NUM_VQS] = {
 		[VIRTIO_DMABUF_VQ_REQUEST] = { "request", vdmabuf_reqq_done },
 		[VIRTIO_DMABUF_VQ_EVENT] = { "event", vdmabuf_evq_done },
 	};
+	struct virtqueue *vqs[VIRTIO_DMABUF_NUM_VQS];
+	int ret;
 
-	ret = virtio_find_vqs(dev->vdev, VIRTIO_DMABUF_NUM_VQS, vqs, vqs_info,
-			      NULL);
-#else
-	vq_callback_t *callbacks[VIRTIO_DMABUF_NUM_VQS] = {
-		[VIRTIO_DMABUF_VQ_REQUEST] = vdmabuf_reqq_done,
-		[VIRTIO_DMABUF_VQ_EVENT] = vdmabuf_evq_done,
-	};
-	static const char * const names[VIRTIO_DMABUF_NUM_VQS] = {
-		[VIRTIO_DMABUF_VQ_REQUEST] = "request",
-		[VIRTIO_DMABUF_VQ_EVENT] = "event",
-	};
-
-	ret = virtio_find_vqs(dev->vdev, VIRTIO_DMABUF_NUM_VQS, vqs, callbacks,
-			      names, NULL);
-#endif
+	ret = vdmabuf_find_vqs(dev->vdev, VIRTIO_DMABUF_NUM_VQS, vqs, info);
 	if (ret)
 		return ret;
 	dev->reqq = vqs[VIRTIO_DMABUF_VQ_REQUEST];
@@ -845,7 +830,7 @@ static int vdmabuf_probe(struct virtio_device *vdev)
 	dev->can_import = virtio_has_feature(vdev, VIRTIO_DMABUF_F_IMPORT);
 	dev->indirect = virtio_has_feature(vdev, VIRTIO_RING_F_INDIRECT_DESC);
 
-	ret = vdmabuf_find_vqs(dev);
+	ret = vdmabuf_setup_vqs(dev);
 	if (ret)
 		goto err_ida;
 
@@ -982,9 +967,6 @@ static const unsigned int vdmabuf_features[] = {
 
 static struct virtio_driver vdmabuf_driver = {
 	.driver.name = KBUILD_MODNAME,
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 10, 0)
-	.driver.owner = THIS_MODULE,
-#endif
 	.id_table = vdmabuf_id_table,
 	.feature_table = vdmabuf_features,
 	.feature_table_size = ARRAY_SIZE(vdmabuf_features),
@@ -992,8 +974,9 @@ static struct virtio_driver vdmabuf_driver = {
 	.remove = vdmabuf_remove,
 };
 
-module_virtio_driver(vdmabuf_driver);
+module_driver(vdmabuf_driver, vdmabuf_register_virtio_driver,
+	      unregister_virtio_driver);
 
 MODULE_DESCRIPTION("Virtio dma-buf sharing device driver");
 MODULE_LICENSE("GPL");
-MODULE_INFO(import_ns, "DMA_BUF");
+VDMABUF_IMPORT_NS_DMA_BUF();

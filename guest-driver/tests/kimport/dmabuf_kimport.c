@@ -7,54 +7,49 @@
  * does: dma_buf_get, dma_buf_begin_cpu_access, dma_buf_vmap, read or write,
  * dma_buf_vunmap, dma_buf_end_cpu_access, dma_buf_put. With
  * DMABUF_KIMPORT_F_ATTACH it also attaches a device of its own, maps the
- * attachment and reads the buffer through the sg_table.
+ * attachment and reads the buffer the way that device would: through the
+ * DMA addresses of the sg_table.
  */
 
 #include <linux/dma-buf.h>
+#include <linux/dma-direct.h>
 #include <linux/dma-mapping.h>
-#include <linux/highmem.h>
+#include <linux/io.h>
 #include <linux/iosys-map.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/platform_device.h>
 #include <linux/scatterlist.h>
 #include <linux/uaccess.h>
-#include <linux/version.h>
 
 #include "dmabuf_kimport.h"
+#include "virtio_dmabuf_compat.h"
 
 static struct platform_device *kimport_pdev;
 
-static int kimport_vmap(struct dma_buf *dmabuf, struct iosys_map *map)
-{
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
-	return dma_buf_vmap_unlocked(dmabuf, map);
-#else
-	return dma_buf_vmap(dmabuf, map);
-#endif
-}
-
-static void kimport_vunmap(struct dma_buf *dmabuf, struct iosys_map *map)
-{
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
-	dma_buf_vunmap_unlocked(dmabuf, map);
-#else
-	dma_buf_vunmap(dmabuf, map);
-#endif
-}
-
-/* Checksum of [offset, offset + len) read through an attachment's sg_table. */
+/*
+ * Checksum of [offset, offset + len) read through an attachment's sg_table.
+ *
+ * This is a test importer emulating the DMA read of the device it attached:
+ * it uses only what a device gets, the DMA addresses and lengths of the
+ * mapped segments, never the pages behind the table (the dma-buf core may
+ * hide them: DMABUF_DEBUG). In the test guests there is no IOMMU, so a DMA
+ * address translates back to a physical address with dma_to_phys(), which
+ * the CPU reads through the direct map. (With swiotlb bouncing this reads
+ * the bounce buffer, which is what the device would read, too.)
+ */
 static int kimport_attach_checksum(struct dma_buf *dmabuf, u64 offset, u64 len,
 				   u64 *sum)
 {
+	struct device *dev = &kimport_pdev->dev;
 	struct dma_buf_attachment *attach;
+	u64 pos = 0, h = DMABUF_FNV64_BASIS;
 	struct scatterlist *sg;
 	struct sg_table *sgt;
-	u64 pos = 0, h = DMABUF_FNV64_BASIS;
 	unsigned int i;
 	int ret = 0;
 
-	attach = dma_buf_attach(dmabuf, &kimport_pdev->dev);
+	attach = dma_buf_attach(dmabuf, dev);
 	if (IS_ERR(attach))
 		return PTR_ERR(attach);
 	sgt = dma_buf_map_attachment_unlocked(attach, DMA_FROM_DEVICE);
@@ -62,29 +57,22 @@ static int kimport_attach_checksum(struct dma_buf *dmabuf, u64 offset, u64 len,
 		ret = PTR_ERR(sgt);
 		goto out_detach;
 	}
-	dma_sync_sgtable_for_cpu(&kimport_pdev->dev, sgt, DMA_FROM_DEVICE);
 
-	for_each_sgtable_sg(sgt, sg, i) {
-		u64 sg_end = pos + sg->length;
+	for_each_sgtable_dma_sg(sgt, sg, i) {
+		u64 seg_end = pos + sg_dma_len(sg);
 		u64 from = max(pos, offset);
-		u64 to = min(sg_end, offset + len);
+		u64 to = min(seg_end, offset + len);
 
-		while (from < to) {
-			u64 rel = from - pos + sg->offset;
-			struct page *page = nth_page(sg_page(sg),
-						     rel >> PAGE_SHIFT);
-			unsigned int off = rel & ~PAGE_MASK;
-			unsigned int n = min_t(u64, PAGE_SIZE - off, to - from);
-			u8 *p = kmap_local_page(page);
+		if (from < to) {
+			phys_addr_t phys = dma_to_phys(dev, sg_dma_address(sg) +
+							(from - pos));
 
-			h = dmabuf_fnv64_update(h, p + off, n);
-			kunmap_local(p);
-			from += n;
+			h = dmabuf_fnv64_update(h, phys_to_virt(phys), to - from);
 		}
-		pos = sg_end;
+		pos = seg_end;
 	}
 	if (pos < offset + len)
-		ret = -EFAULT;	/* sg_table shorter than the buffer */
+		ret = -EFAULT;	/* mapped less than the buffer */
 	*sum = h;
 
 	dma_buf_unmap_attachment_unlocked(attach, sgt, DMA_FROM_DEVICE);
@@ -129,7 +117,7 @@ static int kimport_run(struct dmabuf_kimport_run *run)
 		goto out_put;
 
 	run->step = DMABUF_KIMPORT_STEP_VMAP;
-	ret = kimport_vmap(dmabuf, &map);
+	ret = vdmabuf_dma_buf_vmap(dmabuf, &map);
 	if (ret)
 		goto out_end;
 	if (map.is_iomem) {
@@ -155,7 +143,7 @@ static int kimport_run(struct dmabuf_kimport_run *run)
 	}
 
 out_vunmap:
-	kimport_vunmap(dmabuf, &map);
+	vdmabuf_dma_buf_vunmap(dmabuf, &map);
 out_end:
 	err = dma_buf_end_cpu_access(dmabuf, dir);
 	if (err && !ret) {
@@ -239,4 +227,4 @@ module_exit(kimport_exit);
 
 MODULE_DESCRIPTION("Test-only in-kernel dma-buf importer");
 MODULE_LICENSE("GPL");
-MODULE_INFO(import_ns, "DMA_BUF");
+VDMABUF_IMPORT_NS_DMA_BUF();

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Virtio dma-buf sharing device: kernel version compatibility.
+ *
+ * The only place with LINUX_VERSION_CODE checks, for the driver and the
+ * test importer (tests/kimport/). Supported: Linux 6.1 through 7.3. Each
+ * entry names the kernel release that changed the interface; README.md
+ * ("Kernel versions") lists what each one is for.
+ */
+#ifndef _VIRTIO_DMABUF_COMPAT_H
+#define _VIRTIO_DMABUF_COMPAT_H
+
+#include <linux/bug.h>
+#include <linux/dma-buf.h>
+#include <linux/fs.h>
+#include <linux/iosys-map.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/version.h>
+#include <linux/virtio.h>
+#include <linux/virtio_config.h>
+
+/*
+ * 6.13: MODULE_IMPORT_NS() takes a string literal; before, a bare token
+ * that it stringified. Both emit MODULE_INFO(import_ns, "DMA_BUF").
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+#define VDMABUF_IMPORT_NS_DMA_BUF()	MODULE_IMPORT_NS("DMA_BUF")
+#else
+#define VDMABUF_IMPORT_NS_DMA_BUF()	MODULE_IMPORT_NS(DMA_BUF)
+#endif
+
+/* Virtqueues as virtio_find_vqs() wants them, independent of the version. */
+struct vdmabuf_vq_info {
+	const char *name;
+	vq_callback_t *callback;
+};
+
+#define VDMABUF_COMPAT_MAX_VQS	2
+
+/*
+ * 6.11: virtio_find_vqs() takes one struct virtqueue_info[] instead of
+ * separate callbacks[] and names[] arrays.
+ */
+static inline int vdmabuf_find_vqs(struct virtio_device *vdev,
+				   unsigned int nvqs, struct virtqueue *vqs[],
+				   const struct vdmabuf_vq_info *info)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+	struct virtqueue_info vqs_info[VDMABUF_COMPAT_MAX_VQS] = {};
+	unsigned int i;
+
+	if (WARN_ON(nvqs > VDMABUF_COMPAT_MAX_VQS))
+		return -EINVAL;
+	for (i = 0; i < nvqs; i++) {
+		vqs_info[i].name = info[i].name;
+		vqs_info[i].callback = info[i].callback;
+	}
+	return virtio_find_vqs(vdev, nvqs, vqs, vqs_info, NULL);
+#else
+	vq_callback_t *callbacks[VDMABUF_COMPAT_MAX_VQS] = {};
+	const char *names[VDMABUF_COMPAT_MAX_VQS] = {};
+	unsigned int i;
+
+	if (WARN_ON(nvqs > VDMABUF_COMPAT_MAX_VQS))
+		return -EINVAL;
+	for (i = 0; i < nvqs; i++) {
+		callbacks[i] = info[i].callback;
+		names[i] = info[i].name;
+	}
+	return virtio_find_vqs(vdev, nvqs, vqs, callbacks, names, NULL);
+#endif
+}
+
+/*
+ * 6.10: register_virtio_driver() sets driver.owner itself (and a driver
+ * must leave it unset); before, the driver set it.
+ */
+static inline int vdmabuf_register_virtio_driver(struct virtio_driver *drv)
+{
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 10, 0)
+	drv->driver.owner = THIS_MODULE;
+#endif
+	return register_virtio_driver(drv);
+}
+
+/* 6.3: vma->vm_flags is read-only; changes go through vm_flags_set(). */
+static inline void vdmabuf_vm_flags_set(struct vm_area_struct *vma,
+					unsigned long flags)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+	vm_flags_set(vma, flags);
+#else
+	vma->vm_flags |= flags;
+#endif
+}
+
+/*
+ * A new reference to @file unless its count already dropped to zero (its
+ * last fput() is under way), for a file pointer that is not itself part of
+ * the reference counting. The caller must keep the struct file from being
+ * freed meanwhile (the driver holds its buffer table's lock, which the
+ * dma-buf's release needs before the file can be freed).
+ *
+ * 6.7: struct file is SLAB_TYPESAFE_BY_RCU and get_file_active() is the
+ * public helper for exactly this. Before, get_file_rcu() (fs.h) did the
+ * increment-unless-zero on f_count.
+ */
+static inline bool vdmabuf_get_file_active(struct file **filep)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
+	return get_file_active(filep) != NULL;
+#else
+	return get_file_rcu(*filep);
+#endif
+}
+
+/*
+ * 6.2: dma_buf_vmap() expects the reservation lock held by the caller;
+ * importers that do not hold it call dma_buf_vmap_unlocked(). Before,
+ * dma_buf_vmap() took what it needed itself. (Used by tests/kimport/.)
+ */
+static inline int vdmabuf_dma_buf_vmap(struct dma_buf *dmabuf,
+				       struct iosys_map *map)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+	return dma_buf_vmap_unlocked(dmabuf, map);
+#else
+	return dma_buf_vmap(dmabuf, map);
+#endif
+}
+
+static inline void vdmabuf_dma_buf_vunmap(struct dma_buf *dmabuf,
+					  struct iosys_map *map)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+	dma_buf_vunmap_unlocked(dmabuf, map);
+#else
+	dma_buf_vunmap(dmabuf, map);
+#endif
+}
+
+#endif /* _VIRTIO_DMABUF_COMPAT_H */

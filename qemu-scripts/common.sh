@@ -267,16 +267,32 @@ sid_chroot() { # root cmd...
         chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 "$@"
 }
 
-# Run the root's qemu-system-x86_64 on the host through the root's own dynamic loader
-# and libraries (no chroot: sockets and paths stay the host's). TCG and the other
-# accelerators are loadable modules in Debian's build, hence QEMU_MODULE_DIR; the
-# firmware comes from the root too.
-sid_qemu_cmd() { # root args...
-    local r="$1"; shift
-    QEMU_MODULE_DIR="$r/usr/lib/x86_64-linux-gnu/qemu" \
-        "$r/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" \
-        --library-path "$r/usr/lib/x86_64-linux-gnu" \
-        "$r/usr/bin/qemu-system-x86_64" -L "$r/usr/share/seabios" -L "$r/usr/share/qemu" "$@"
+# Print the path of an executable that runs the root's QEMU on this host (a script next to
+# the root: <root>/../bin/qemu-system-x86_64), writing it if missing.
+# Tools that want one QEMU binary path (run-vm, $QEMU) take this.
+sid_qemu_wrapper() { # root
+    local r="$1" dir w tmp
+    dir="$(dirname "$r")/bin"
+    w="$dir/qemu-system-x86_64"
+    if [[ ! -x "$w" ]] || ! grep -qF "R='$r'" "$w"; then
+        mkdir -p "$dir"
+        tmp="$(mktemp "$dir/.qemu.XXXXXX")"
+        cat > "$tmp" <<EOF
+#!/bin/sh
+# dmabuf-sid-root-qemu: written by qemu-scripts/common.sh (sid_qemu_wrapper).
+# Debian's stock qemu-system-x86_64 from the sid root, run on this host through the
+# root's own dynamic loader and libraries; accelerators are modules (QEMU_MODULE_DIR)
+# and the firmware is the root's (-L comes first, so it is searched first).
+R='$r'
+QEMU_MODULE_DIR="\$R/usr/lib/x86_64-linux-gnu/qemu"
+export QEMU_MODULE_DIR
+exec "\$R/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "\$R/usr/lib/x86_64-linux-gnu" \\
+    "\$R/usr/bin/qemu-system-x86_64" -L "\$R/usr/share/seabios" -L "\$R/usr/share/qemu" "\$@"
+EOF
+        chmod 755 "$tmp"
+        mv -f "$tmp" "$w"
+    fi
+    echo "$w"
 }
 
 # ---------------------------------------------------------------- misc

@@ -7,13 +7,14 @@ export LC_ALL=C
 
 usage() {
     cat <<EOF
-Usage: $(basename "$0") [--kernel 6.12|6.1]
+Usage: $(basename "$0") [--kernel 6.12|6.1|7.2|7.3] [--qemu stock|patched]
 
 The virtio dma-buf device end to end, on a Debian bookworm machine:
 
-  1. installs what is missing (Debian packages; QEMU 10.2 built from Debian's source
-     package when the machine has none; Debian's guest kernel) and builds the daemon,
-     dmabufctl and the guest driver (all build output goes to a log file);
+  1. installs what is missing (Debian packages; Debian's stock QEMU 11.1 in a Debian
+     sid root made with debootstrap, ~1 min the first time; Debian's guest kernel) and
+     builds the daemon, dmabufctl and the guest driver (all build output goes to a log
+     file);
   2. starts vhost-device-dmabuf and boots one VM with the guest driver;
   3. the host shares a memfd holding a text; the guest imports it by UUID, prints it,
      upper-cases it, appends a line, and the host prints the changed text;
@@ -28,14 +29,20 @@ daemon, VM console) stay in \${TMPDIR:-/tmp}/virtio-dmabuf-demo/.
 
 Options:
   --kernel SERIES   guest kernel series (default 6.12)
+  --qemu KIND       stock: Debian's QEMU 11.1 (the default); patched: QEMU 10.2.2 built
+                    from Debian's source with the project's reconnect patch (~5 min once)
   --help            this text
 EOF
 }
 
 SERIES=6.12
+QKIND=stock
 while (($#)); do
     case "$1" in
         -h|--help) usage; exit 0 ;;
+        --qemu)
+            (($# >= 2)) || { echo "demo: --qemu needs a value (see --help)" >&2; exit 2; }
+            QKIND=$2; shift ;;
         --kernel)
             (($# >= 2)) || { echo "demo: --kernel needs a value (see --help)" >&2; exit 2; }
             SERIES=$2; shift ;;
@@ -43,7 +50,8 @@ while (($#)); do
     esac
     shift
 done
-[[ "$SERIES" == 6.1 || "$SERIES" == 6.12 ]] || { echo "demo: --kernel must be 6.1 or 6.12" >&2; exit 2; }
+case "$SERIES" in 6.1|6.12|7.2|7.3) ;; *) echo "demo: --kernel must be 6.1, 6.12, 7.2 or 7.3" >&2; exit 2 ;; esac
+case "$QKIND" in stock|patched) ;; *) echo "demo: --qemu must be stock or patched" >&2; exit 2 ;; esac
 
 REPO="$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)"
 WORK="${TMPDIR:-/tmp}/virtio-dmabuf-demo"
@@ -101,8 +109,9 @@ step "1. setup (build output goes to $LOG)"
 
 # Debian packages the build chain needs; the qemu-scripts install their own extras too.
 PKGS=(build-essential pkg-config cpio busybox-static xz-utils zstd dwarves bc libelf-dev kmod
-      gcc-12 make ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev flex bison
-      python3-venv device-tree-compiler seabios qemu-system-data ca-certificates)
+      gcc-12 make debootstrap ca-certificates)
+[[ "$QKIND" == patched ]] && PKGS+=(ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev flex bison
+      python3-venv device-tree-compiler patch seabios qemu-system-data)
 missing=()
 for p in "${PKGS[@]}"; do
     [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" == "install ok installed" ]] || missing+=("$p")
@@ -145,8 +154,12 @@ say "done"
 DAEMON="$REPO/target/release/vhost-device-dmabuf"
 CTL="$REPO/target/release/dmabufctl"
 
-printf '        QEMU with vhost-user-test-device-pci (built once, ~5 min) ... '
-QEMU_BIN="$("$REPO/qemu-scripts/ensure-qemu.sh" 2>>"$LOG" | tail -n1)" || die "ensure-qemu.sh failed"
+if [[ "$QKIND" == stock ]]; then
+    printf "        Debian's QEMU 11.1 (a Debian sid root, made once, ~1 min) ... "
+else
+    printf '        QEMU 10.2.2 with the reconnect patch (built once, ~5 min) ... '
+fi
+QEMU_BIN="$("$REPO/qemu-scripts/ensure-qemu.sh" "--$QKIND" 2>>"$LOG" | tail -n1)" || die "ensure-qemu.sh failed"
 export QEMU="$QEMU_BIN"
 say "$("$QEMU_BIN" --version | head -n1 | sed 's/ emulator version//')"
 

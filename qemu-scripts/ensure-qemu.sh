@@ -1,45 +1,58 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 #
-# Find (or build) a qemu-system-x86_64 that can create vhost-user-test-device-pci.
+# Find, install or build a qemu-system-x86_64 that can create vhost-user-test-device-pci.
 set -euo pipefail
 
 usage() {
     cat <<EOF
-Usage: $(basename "$0") [--help] [--no-build] [--rebuild] [--reconnect]
+Usage: $(basename "$0") [--help] [--stock | --patched | --reconnect] [--no-build] [--rebuild]
        $(basename "$0") --supports-reconnect QEMU-BINARY
 
 Print the absolute path of a qemu-system-x86_64 that offers a user-creatable
 vhost-user-test-device-pci (QEMU >= 10.2). The path is the last line on stdout;
-everything else goes to stderr.
+everything else goes to stderr. Two QEMUs are known:
 
-Search order:
-  1. \$QEMU, if set (an error if that binary lacks the device; used even if it
-     cannot reconnect, with a warning when --reconnect is given)
-  2. qemu-system-x86_64 on PATH (with --reconnect: only if it can reconnect)
-  3. the cache: \${DMABUF_CACHE:-\$HOME/.cache/virtio-dmabuf}/qemu-${DMABUF_QEMU_VERSION:-10.2.2}-<patch hash>/bin/
-  4. otherwise build QEMU ${DMABUF_QEMU_VERSION:-10.2.2} from Debian's source package
-     qemu ${DMABUF_QEMU_DEB_VERSION:-1:10.2.2+ds-1} (suite sid, deb-src) with the patches in
-     qemu-scripts/patches/ applied, into the cache (~3-8 min on 2 cores; needs root for
-     apt-get build dependencies)
+  stock    Debian's QEMU 11.1 (qemu-system-x86 1:11.1.3+ds-1 today), unpatched and
+           unbuilt: installed into the Debian sid root of sid-root.sh (made if
+           missing, ~45 s) and run on this host through the root's own dynamic
+           loader, with its own firmware and modules (no chroot: sockets and paths
+           stay the host's). The printed path is a small wrapper script,
+           <sid root dir>/bin/qemu-system-x86_64. It has vhost-user shared memory.
+           It does not reconnect to a restarted backend (see below). The default.
+  patched  QEMU ${DMABUF_QEMU_VERSION:-10.2.2} built from Debian's source package qemu
+           ${DMABUF_QEMU_DEB_VERSION:-1:10.2.2+ds-1} (suite sid, deb-src) with the patches in
+           qemu-scripts/patches/ applied, cached in
+           \${DMABUF_CACHE:-\$HOME/.cache/virtio-dmabuf}/qemu-${DMABUF_QEMU_VERSION:-10.2.2}-<patch hash>/bin/
+           (built if missing: ~3-8 min on 2 cores; needs root for the build
+           dependencies). Its patch makes it reconnect to a restarted backend.
 
-The cache directory is named after the patch set (the first 12 hex digits of a
+Which one:
+  1. \$QEMU, if set, whatever the options (an error if that binary lacks the device;
+     with --reconnect, a warning if it cannot reconnect)
+  2. --patched or --reconnect: the patched build
+  3. otherwise (--stock, or nothing): the stock QEMU 11.1
+
+The patched cache directory is named after the patch set (the first 12 hex digits of a
 sha256 over the patch files' names and contents), so a build with other patches
 (or none) is never reused. The build leaves PATCHES (applied patches and their
 sha256) next to bin/.
 
-"Can reconnect": QEMU 10.2's vhost-user-test-device does not survive a restart
-of the vhost-user backend; patches/0001-vhost-user-base-reconnect.patch fixes
-that. A binary can reconnect if it is a build of this script with that patch
-(its PATCHES file says so), or if DMABUF_QEMU_RECONNECT=1 says yours can.
+"Can reconnect": neither stock QEMU 10.2 nor stock 11.1.3's vhost-user-test-device
+reinitialises its vhost device after a restart of the vhost-user backend;
+patches/0001-vhost-user-base-reconnect.patch fixes that. A binary can reconnect if
+it is a build of this script with that patch (its PATCHES file says so), or if
+DMABUF_QEMU_RECONNECT=1 says yours can.
 
-Also makes sure the firmware that run-vm passes with -L (Debian's seabios and
-qemu-system-data) is installed.
+For the patched build this also makes sure the firmware that run-vm passes with -L
+(Debian's seabios and qemu-system-data) is installed on the host.
 
 Options:
-  --no-build            fail instead of building when no suitable QEMU is found
-  --rebuild             build again even if the cache already has one (replaces it when done)
-  --reconnect           the QEMU must survive a backend restart (see above)
+  --stock               the stock QEMU 11.1 (the default)
+  --patched             the patched ${DMABUF_QEMU_VERSION:-10.2.2} build
+  --reconnect           the QEMU must survive a backend restart (implies --patched)
+  --no-build            fail instead of building the patched QEMU when it is not cached
+  --rebuild             build the patched QEMU again (replaces the cached one when done)
   --supports-reconnect BIN
                         only say whether BIN can reconnect: prints "yes: <why>" or
                         "no: <why>", exit status 0 or 1; builds nothing
@@ -56,13 +69,16 @@ source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/common.sh"
 NO_BUILD=0
 REBUILD=0
 RECONNECT=0
+KIND=stock
 CHECK_RECONNECT=""
 while (($#)); do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --no-build) NO_BUILD=1 ;;
-        --rebuild) REBUILD=1 ;;
-        --reconnect) RECONNECT=1 ;;
+        --rebuild) REBUILD=1; KIND=patched ;;
+        --reconnect) RECONNECT=1; KIND=patched ;;
+        --stock) KIND=stock ;;
+        --patched) KIND=patched ;;
         --supports-reconnect)
             (($# >= 2)) || { usage >&2; die "--supports-reconnect needs a QEMU binary"; }
             CHECK_RECONNECT="$2"; shift ;;
@@ -87,6 +103,8 @@ QEMU_CACHE_BIN="$QEMU_CACHE_DIR/bin/qemu-system-x86_64"
 FIRMWARE_PACKAGES=(seabios qemu-system-data)
 RECONNECT_PATCH=0001-vhost-user-base-reconnect.patch
 
+qemu_version() { "$1" --version 2>/dev/null | head -n1 || true; }
+
 # Can this QEMU reconnect to a restarted vhost-user backend? Prints "yes: why" or
 # "no: why". Stock QEMU 10.2's vhost-user-base cannot (see patches/$RECONNECT_PATCH);
 # our builds record their patches in PATCHES next to bin/.
@@ -102,7 +120,7 @@ reconnect_support() {
         echo "yes: built by ensure-qemu.sh with $RECONNECT_PATCH"
         return 0
     fi
-    echo "no: $q is not a build of qemu-scripts/ensure-qemu.sh with patches/$RECONNECT_PATCH (stock QEMU 10.2's vhost-user-test-device does not reinitialise its vhost device after a backend restart); unset QEMU to use the patched build, or set DMABUF_QEMU_RECONNECT=1 if this QEMU has the fix"
+    echo "no: $q ($(qemu_version "$q")) is not a build of qemu-scripts/ensure-qemu.sh with patches/$RECONNECT_PATCH (stock QEMU's vhost-user-test-device, 10.2 and 11.1.3 alike, does not reinitialise its vhost device after a backend restart); use ensure-qemu.sh --patched, or set DMABUF_QEMU_RECONNECT=1 if this QEMU has the fix"
     return 1
 }
 
@@ -121,13 +139,13 @@ has_test_device() {
     grep -q '"vhost-user-test-device-pci"' <<<"$out"
 }
 
-qemu_version() { "$1" --version 2>/dev/null | head -n1 || true; }
-
+# pick BIN REASON [stock]: print BIN and exit (the patched build and a user's QEMU take
+# their firmware from the host's seabios and qemu-system-data; the stock one has its own)
 pick() {
     local q reason="$2"
     q="$(readlink -f "$1")"
     log "using $q ($(qemu_version "$q")): $reason"
-    ensure_host_packages "${FIRMWARE_PACKAGES[@]}"
+    [[ "${3:-}" == stock ]] || ensure_host_packages "${FIRMWARE_PACKAGES[@]}"
     echo "$q"
     exit 0
 }
@@ -145,23 +163,21 @@ if [[ -n "${QEMU:-}" ]]; then
     pick "$q" "taken from \$QEMU"
 fi
 
-if ((!REBUILD)); then
-    if q="$(command -v qemu-system-x86_64)"; then
-        if ! has_test_device "$q"; then
-            log "skipping $q ($(qemu_version "$q")) on PATH: no user-creatable vhost-user-test-device-pci"
-        elif ((RECONNECT)) && ! reconnect_support "$q" >/dev/null; then
-            log "skipping $q ($(qemu_version "$q")) on PATH: cannot reconnect to a restarted backend (--reconnect)"
-        else
-            pick "$q" "found on PATH with vhost-user-test-device-pci"
-        fi
-    fi
-    if [[ -e "$QEMU_CACHE_BIN" ]]; then
-        has_test_device "$QEMU_CACHE_BIN" && pick "$QEMU_CACHE_BIN" "built earlier into the cache"
-        warn "$QEMU_CACHE_BIN exists but does not work (missing libraries?); rebuilding"
-    fi
+if [[ "$KIND" == stock ]]; then
+    sid_env="$("$DMABUF_SCRIPTS_DIR/sid-root.sh" | tail -n1)" || die "sid-root.sh failed: no stock QEMU"
+    sid_root="${sid_env#SID_ROOT=}"
+    wrapper="$(sid_qemu_wrapper "$sid_root")"
+    has_test_device "$wrapper" \
+        || die "the sid root's QEMU ($(qemu_version "$wrapper")) has no user-creatable vhost-user-test-device-pci"
+    pick "$wrapper" "Debian's stock QEMU from the sid root, run through the root's loader" stock
 fi
 
-((NO_BUILD)) && die "no QEMU with vhost-user-test-device-pci found and --no-build given"
+if ((!REBUILD)) && [[ -e "$QEMU_CACHE_BIN" ]]; then
+    has_test_device "$QEMU_CACHE_BIN" && pick "$QEMU_CACHE_BIN" "built earlier into the cache"
+    warn "$QEMU_CACHE_BIN exists but does not work (missing libraries?); rebuilding"
+fi
+
+((NO_BUILD)) && die "the patched QEMU $DMABUF_QEMU_VERSION is not in the cache and --no-build was given"
 
 # ---------------------------------------------------------------- build
 

@@ -6,7 +6,7 @@ set -euo pipefail
 
 usage() {
     cat <<EOF
-Usage: $(basename "$0") --kernel <6.1|6.12> --out FILE [options]
+Usage: $(basename "$0") --kernel <6.1|6.12|7.2|7.3> --out FILE [options]
 
 Build a gzip'ed busybox-static initramfs for the Debian guest kernel of that series
 (fetched with fetch-kernel.sh). It contains:
@@ -30,7 +30,7 @@ The busybox + kernel-module part is cached per kernel build under
 files go into a second cpio archive appended to it, so rebuilding with a new .ko is fast.
 
 Options:
-  --kernel SERIES       6.1 or 6.12 (required)
+  --kernel SERIES       6.1, 6.12, 7.2 or 7.3 (required)
   --out FILE            output initramfs (required)
   --ko FILE             extra kernel module (repeatable)
   --bin FILE            extra program for /bin (repeatable); shared libraries it needs
@@ -85,7 +85,10 @@ file_is_static "$BUSYBOX" || die "$BUSYBOX is not statically linked; install bus
 kernel_env="$("$DMABUF_SCRIPTS_DIR/fetch-kernel.sh" --no-tools "$SERIES")" || die "fetch-kernel.sh $SERIES failed"
 eval "$kernel_env"
 : "${KVER:?}" "${MODDIR:?}" "${KROOT:?}" "${KDEBVER:?}"
+# 6.x images carry /boot/config-<ver>; 7.x (linux-base-<ver>) /usr/lib/modules/<ver>/config.
 CONFIG="$KROOT/boot/config-$KVER"
+[[ -f "$CONFIG" ]] || CONFIG="$MODDIR/config"
+[[ -f "$CONFIG" ]] || die "no kernel config for $KVER in $KROOT"
 [[ -f "$MODDIR/modules.dep" ]] || die "$MODDIR/modules.dep missing; rerun fetch-kernel.sh $SERIES"
 
 # ---------------------------------------------------------------- module helpers

@@ -12,7 +12,7 @@ Usage: $(basename "$0") [--help] [--path] [--rebuild]
 Make a minimal Debian sid root with debootstrap (once, cached) and install into it
 what the 2026 stack needs and bookworm cannot give:
   - QEMU 11.1 (qemu-system-x86, no recommends; run on the host through the root's
-    own loader, see ensure-qemu.sh --stock)
+    own loader by the wrapper <dir>/bin/qemu-system-x86_64, see ensure-qemu.sh --stock)
   - gcc-16, make, pahole and the headers of the newest Linux 7.2 (sid) and 7.3
     (experimental) kernels, for building the guest driver (in a chroot)
 Print SID_ROOT=<path> on stdout (the last line); everything else goes to stderr.
@@ -143,7 +143,8 @@ sid_chroot "$R" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs
 t_install=$(( $(date +%s) - t0 ))
 sid_chroot "$R" apt-get clean
 
-qv="$(sid_qemu_cmd "$R" --version | head -n1)" || die "the root's qemu-system-x86_64 does not run on this host"
+qv="$("$R/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$R/usr/lib/x86_64-linux-gnu" \
+        "$R/usr/bin/qemu-system-x86_64" --version | head -n1)" || die "the root's qemu-system-x86_64 does not run on this host"
 log "$qv"
 cat > "$TMP/INFO" <<EOF
 Debian sid root made by qemu-scripts/sid-root.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ)

@@ -4,8 +4,9 @@
 # reconnect-ms on the vhost-user chardev; the host kills the daemon with SIGKILL while this
 # guest holds buffers and has a START waiting, and starts it again on the same sockets. The
 # host prepends MBOX, CASES, R_SIZE, HB (a host buffer, held by the guest), HW (a host buffer
-# the host holds for writing while the guest's START waits on it), RTO (request_timeout_ms
-# for case 10b, empty to leave 10b out) and lib.sh.
+# the host holds for writing while the guest's START waits on it), R10A (1: run 10a; empty
+# when the QEMU cannot reconnect and only 10b runs, without a restart), RTO
+# (request_timeout_ms for case 10b, empty to leave 10b out) and lib.sh.
 #
 # The host's mailbox $MBOX dies with the first daemon, so after the restart "go_own N" is the
 # "go": its mailbox is a new buffer of this guest, whose UUID it prints for the host.
@@ -40,34 +41,36 @@ go_own() {
 
 # 10a. buffers before the restart: one of this guest, one imported from the host, and a START
 #      that waits (the host holds HW for writing) while the daemon is killed
-go 101
-hold_start a1 r1a alloc --size "$R_SIZE" --fill 101
-hold_start i1 r1b import --uuid "$HB" --verify-seed 102
-go 102
-# the START waits in the device; the host kills the daemon once it sees r2.op0_issue
-run r2 "$G" raw-sync --uuid "$HW" --op start,r,0,4096,60000 &
-_rs=$!
-_i=0
-while alive $_rs && [ $_i -lt 1800 ]; do sleep 0.1; _i=$((_i + 1)); done
-if alive $_rs; then
-    say "r2.hung=1"
-    kill -9 $_rs
-fi
-wait $_rs
-say "r2.done=1"
+if [ -n "$R10A" ]; then
+    go 101
+    hold_start a1 r1a alloc --size "$R_SIZE" --fill 101
+    hold_start i1 r1b import --uuid "$HB" --verify-seed 102
+    go 102
+    # the START waits in the device; the host kills the daemon once it sees r2.op0_issue
+    run r2 "$G" raw-sync --uuid "$HW" --op start,r,0,4096,60000 &
+    _rs=$!
+    _i=0
+    while alive $_rs && [ $_i -lt 1800 ]; do sleep 0.1; _i=$((_i + 1)); done
+    if alive $_rs; then
+        say "r2.hung=1"
+        kill -9 $_rs
+    fi
+    wait $_rs
+    say "r2.done=1"
 
-# After the restart: a new mailbox (its CREATE is served by the new daemon)
-go_own 103   # payload: HN, a host buffer shared with the new daemon
-HN=$PAYLOAD
-hcmd a1 r3a verify 101
-hcmd i1 r3b verify 102
-run r3c "$G" import --uuid "$HB" --verify-seed 102
-hold_start n1 r3d alloc --size "$R_SIZE" --fill 103
-run r3e "$G" import --uuid "$HN" --verify-seed 104 --write-seed 105
-go_own 104
-hold_quit n1 r4n
-hold_quit a1 r4a
-hold_quit i1 r4i
+    # After the restart: a new mailbox (its CREATE is served by the new daemon)
+    go_own 103   # payload: HN, a host buffer shared with the new daemon
+    HN=$PAYLOAD
+    hcmd a1 r3a verify 101
+    hcmd i1 r3b verify 102
+    run r3c "$G" import --uuid "$HB" --verify-seed 102
+    hold_start n1 r3d alloc --size "$R_SIZE" --fill 103
+    run r3e "$G" import --uuid "$HN" --verify-seed 104 --write-seed 105
+    go_own 104
+    hold_quit n1 r4n
+    hold_quit a1 r4a
+    hold_quit i1 r4i
+fi
 
 # 10b. (RTO set: the module has request_timeout_ms) reload with request_timeout_ms=$RTO;
 #      allocate until a CREATE fails: the host stops the daemon (SIGSTOP) once it sees

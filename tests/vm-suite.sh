@@ -132,6 +132,12 @@ ACCEL=""
 say() { printf 'vm-suite: %s\n' "$*"; }
 die() { printf 'vm-suite: error: %s\n' "$*" >&2; exit 1; }
 
+# is_qemu PID: PID runs qemu-system-x86_64 (directly, or the stock QEMU through the sid
+# root's dynamic loader, whose comm is the loader's: look at the command line)
+is_qemu() {
+    [[ "$1" =~ ^[0-9]+$ ]] && tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -q 'qemu-system-'
+}
+
 # ------------------------------------------------------------------ cleanup
 
 cleanup() {
@@ -143,7 +149,7 @@ cleanup() {
     for f in "$LOGDIR"/*/*.qemu.pid; do
         [[ -f "$f" ]] || continue
         p="$(cat "$f" 2>/dev/null)"
-        [[ "$p" =~ ^[0-9]+$ ]] && [[ "$(cat "/proc/$p/comm" 2>/dev/null)" == qemu-system-* ]] && kill -KILL "$p" 2>/dev/null
+        is_qemu "$p" && kill -KILL "$p" 2>/dev/null
     done
     for f in "${BG_PIDFILES[@]}"; do
         p="$(cat "$f" 2>/dev/null)"
@@ -429,7 +435,7 @@ vm_wait() {
 qemu_pid() {
     local p=""
     p="$(cat "$KLOG/$1.qemu.pid" 2>/dev/null || true)"
-    [[ "$p" =~ ^[0-9]+$ ]] && [[ "$(cat "/proc/$p/comm" 2>/dev/null)" == qemu-system-* ]] && echo "$p"
+    is_qemu "$p" && echo "$p"
     return 0
 }
 

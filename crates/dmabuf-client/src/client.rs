@@ -17,8 +17,9 @@ use virtio_dmabuf_proto::Status;
 use vm_memory::ByteValued;
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
-use crate::error::{ClientError, Result};
-use crate::memfd;
+use dmabuf_sys_util::memfd;
+
+use crate::error::{ArgumentError, ClientError, ProtocolError, Result};
 use crate::types::{timeout_ms, Access, BufferInfo, ShareFlags};
 
 /// Largest response payload accepted. Data frames stay within [`MAX_PAYLOAD`], but a LIST is
@@ -51,14 +52,14 @@ pub struct Client {
 }
 
 /// Copy a wire struct out of bytes of exactly its size.
-fn decode<T: ByteValued + Default>(what: &str, bytes: &[u8]) -> Result<T> {
+fn decode<T: ByteValued + Default>(what: &'static str, bytes: &[u8]) -> Result<T> {
     let mut v = T::default();
     if bytes.len() != v.as_slice().len() {
-        return Err(ClientError::Protocol(format!(
-            "{what}: {} bytes, expected {}",
-            bytes.len(),
-            v.as_slice().len()
-        )));
+        return Err(ClientError::Protocol(ProtocolError::Size {
+            what,
+            got: bytes.len(),
+            expected: v.as_slice().len(),
+        }));
     }
     v.as_mut_slice().copy_from_slice(bytes);
     Ok(v)
@@ -106,9 +107,11 @@ impl Client {
 
     /// Bound every socket read and write (`None`: wait as long as the daemon takes; it answers
     /// every wait within its own bound).
-    pub fn set_io_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.stream.set_read_timeout(t)?;
-        self.stream.set_write_timeout(t)
+    pub fn set_io_timeout(&self, t: Option<Duration>) -> Result<()> {
+        self.stream
+            .set_read_timeout(t)
+            .and_then(|()| self.stream.set_write_timeout(t))
+            .map_err(ClientError::SetTimeout)
     }
 
     // ------------------------------------------------------------------ framing
@@ -117,7 +120,7 @@ impl Client {
     pub fn send_request(&mut self, op: u32, parts: &[&[u8]], fd: Option<RawFd>) -> Result<()> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let len = u32::try_from(total)
-            .map_err(|_| ClientError::InvalidArgument(format!("payload of {total} bytes")))?;
+            .map_err(|_| ClientError::InvalidArgument(ArgumentError::Payload(total)))?;
         let hdr = CtlReqHdr {
             magic: MAGIC.to_le(),
             op: op.to_le(),
@@ -141,13 +144,15 @@ impl Client {
                 match self.stream.send_with_fd(&head[..], fd) {
                     Ok(n) => break n,
                     Err(e) if e.errno() == libc::EINTR => continue,
-                    Err(e) => return Err(errno_to_io(e).into()),
+                    Err(e) => return Err(ClientError::Send(errno_to_io(e))),
                 }
             };
         }
-        self.stream.write_all(&head[sent..])?;
+        self.stream
+            .write_all(&head[sent..])
+            .map_err(ClientError::Send)?;
         for p in rest {
-            self.stream.write_all(p)?;
+            self.stream.write_all(p).map_err(ClientError::Send)?;
         }
         Ok(())
     }
@@ -159,41 +164,33 @@ impl Client {
             match self.stream.recv_with_fd(&mut hdr) {
                 Ok(r) => break r,
                 Err(e) if e.errno() == libc::EINTR => continue,
-                Err(e) => return Err(errno_to_io(e).into()),
+                Err(e) => return Err(ClientError::Receive(errno_to_io(e))),
             }
         };
         if let Some(f) = &fd {
             set_cloexec(f);
         }
         if n == 0 {
-            return Err(ClientError::Protocol(
-                "the daemon closed the connection".into(),
-            ));
+            return Err(ClientError::Closed("response header"));
         }
         self.read_exact(&mut hdr[n..], "response header")?;
         let h: CtlRespHdr = decode("response header", &hdr)?;
         let raw_status = u32::from_le(h.status);
-        let status = Status::from_u32(raw_status)
-            .ok_or_else(|| ClientError::Protocol(format!("unknown status {raw_status}")))?;
+        let status = Status::from_u32(raw_status).ok_or(ClientError::Protocol(
+            ProtocolError::UnknownStatus(raw_status),
+        ))?;
         let len = u32::from_le(h.len);
         if len > MAX_RESPONSE {
-            return Err(ClientError::Protocol(format!(
-                "response payload of {len} bytes"
-            )));
+            return Err(ClientError::Protocol(ProtocolError::Oversized(len)));
         }
         match (u32::from_le(h.has_fd), fd.is_some()) {
             (0, false) | (1, true) => {}
-            (1, false) => {
-                return Err(ClientError::Protocol(
-                    "the response announced an fd but none came".into(),
-                ))
+            (announced, received) => {
+                return Err(ClientError::Protocol(ProtocolError::FdMismatch {
+                    announced,
+                    received,
+                }))
             }
-            (0, true) => {
-                return Err(ClientError::Protocol(
-                    "an fd came with a response that announced none".into(),
-                ))
-            }
-            (v, _) => return Err(ClientError::Protocol(format!("has_fd = {v}"))),
         }
         let mut payload = vec![0u8; len as usize];
         self.read_exact(&mut payload, "response payload")?;
@@ -204,12 +201,12 @@ impl Client {
         })
     }
 
-    fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<()> {
+    fn read_exact(&mut self, buf: &mut [u8], what: &'static str) -> Result<()> {
         self.stream.read_exact(buf).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
-                ClientError::Protocol(format!("the daemon closed the connection in a {what}"))
+                ClientError::Closed(what)
             } else {
-                ClientError::Io(e)
+                ClientError::Receive(e)
             }
         })
     }
@@ -219,7 +216,7 @@ impl Client {
         if let Err(e) = self.send_request(op, parts, fd) {
             // The daemon may have answered and hung up before reading (a refused peer, too many
             // clients): report its status rather than the broken pipe.
-            if let ClientError::Io(io) = &e {
+            if let ClientError::Send(io) = &e {
                 if matches!(
                     io.kind(),
                     io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
@@ -243,14 +240,14 @@ impl Client {
         Ok(r)
     }
 
-    fn expect_empty(r: &Reply, what: &str) -> Result<()> {
+    fn expect_empty(r: &Reply, what: &'static str) -> Result<()> {
         if r.payload.is_empty() && r.fd.is_none() {
             Ok(())
         } else {
-            Err(ClientError::Protocol(format!(
-                "{what}: unexpected payload of {} bytes",
-                r.payload.len()
-            )))
+            Err(ClientError::Protocol(ProtocolError::UnexpectedPayload {
+                what,
+                len: r.payload.len(),
+            }))
         }
     }
 
@@ -267,8 +264,9 @@ impl Client {
         flags: ShareFlags,
         allowed_vms: &[&str],
     ) -> Result<Uuid> {
-        let nr = u32::try_from(allowed_vms.len())
-            .map_err(|_| ClientError::InvalidArgument("too many VM names".into()))?;
+        let nr = u32::try_from(allowed_vms.len()).map_err(|_| {
+            ClientError::InvalidArgument(ArgumentError::TooManyVmNames(allowed_vms.len()))
+        })?;
         let req = ShareReq {
             size: size.to_le(),
             flags: flags.bits().to_le(),
@@ -277,9 +275,7 @@ impl Client {
         let mut payload = req.as_slice().to_vec();
         for name in allowed_vms {
             let raw = encode_name(name).ok_or_else(|| {
-                ClientError::InvalidArgument(format!(
-                    "VM name {name:?}: 1-31 printable characters, no ',' or spaces"
-                ))
+                ClientError::InvalidArgument(ArgumentError::VmName((*name).to_owned()))
             })?;
             payload.extend_from_slice(&raw);
         }
@@ -295,7 +291,7 @@ impl Client {
         flags: ShareFlags,
         allowed_vms: &[&str],
     ) -> Result<(Uuid, File)> {
-        let file = memfd::sealed_memfd_with("dmabuf-share", data)?;
+        let file = memfd::sealed_memfd_with("dmabuf-share", data).map_err(ClientError::Memfd)?;
         let uuid = self.share(&file, data.len() as u64, flags, allowed_vms)?;
         Ok((uuid, file))
     }
@@ -305,9 +301,8 @@ impl Client {
         let r = self.call_ok(op::LIST, &[], None)?;
         let n = size_of::<BufInfo>();
         if r.payload.len() % n != 0 {
-            return Err(ClientError::Protocol(format!(
-                "LIST payload of {} bytes is not a multiple of {n}",
-                r.payload.len()
+            return Err(ClientError::Protocol(ProtocolError::ListLength(
+                r.payload.len(),
             )));
         }
         r.payload
@@ -351,7 +346,7 @@ impl Client {
     /// socket in frames of at most [`MAX_PAYLOAD`] bytes.
     pub fn read(&mut self, uuid: &Uuid, offset: u64, len: u64) -> Result<Vec<u8>> {
         if usize::try_from(len).is_err() {
-            return Err(ClientError::InvalidArgument(format!("length {len}")));
+            return Err(ClientError::InvalidArgument(ArgumentError::Length(len)));
         }
         // Grows as frames arrive: a huge length fails at the daemon, not in the allocator.
         let mut out = Vec::with_capacity(len.min(u64::from(MAX_PAYLOAD)) as usize);
@@ -361,13 +356,17 @@ impl Client {
             let n = (len - done).min(u64::from(MAX_PAYLOAD));
             let at = offset
                 .checked_add(done)
-                .ok_or_else(|| ClientError::InvalidArgument("offset overflows".into()))?;
+                .ok_or(ClientError::InvalidArgument(ArgumentError::Overflow {
+                    offset,
+                    len: done,
+                }))?;
             let r = self.call_ok(op::READ, &[range(uuid, at, n, 0, 0).as_slice()], None)?;
             if r.payload.len() as u64 != n || r.fd.is_some() {
-                return Err(ClientError::Protocol(format!(
-                    "READ of {n} bytes answered {} bytes",
-                    r.payload.len()
-                )));
+                return Err(ClientError::Protocol(ProtocolError::Size {
+                    what: "READ response",
+                    got: r.payload.len(),
+                    expected: n as usize,
+                }));
             }
             out.extend_from_slice(&r.payload);
             done += n;
@@ -401,7 +400,10 @@ impl Client {
             let n = (data.len() - done).min(MAX_PAYLOAD as usize);
             let at = offset
                 .checked_add(done as u64)
-                .ok_or_else(|| ClientError::InvalidArgument("offset overflows".into()))?;
+                .ok_or(ClientError::InvalidArgument(ArgumentError::Overflow {
+                    offset,
+                    len: done as u64,
+                }))?;
             let r = range(uuid, at, n as u64, 0, 0);
             let reply = self.call_ok(op::WRITE, &[r.as_slice(), &data[done..done + n]], None)?;
             Self::expect_empty(&reply, "WRITE")?;
@@ -417,7 +419,7 @@ impl Client {
     /// it should still be bracketed by [`Client::begin`]/[`Client::end`].
     pub fn export_udmabuf(&mut self, uuid: &Uuid) -> Result<File> {
         let r = self.call_ok(op::EXPORT, &[CtlUuid { uuid: *uuid }.as_slice()], None)?;
-        r.fd.ok_or_else(|| ClientError::Protocol("EXPORT answered OK without an fd".into()))
+        r.fd.ok_or(ClientError::Protocol(ProtocolError::MissingFd))
     }
 
     /// Wait until the buffer's write generation exceeds `after_generation`; returns it.
@@ -449,16 +451,17 @@ impl Client {
     // ------------------------------------------------------------------ fenced helpers
 
     /// Begin `access` on the range, run `f`, and end the access whether or not `f` succeeded.
-    /// `f`'s error wins over END's.
-    pub fn fenced<R>(
+    /// `f`'s error wins over END's. `f` may fail with its own error type (one that a
+    /// [`ClientError`] converts into), e.g. a program's error for a failing output file.
+    pub fn fenced<R, E: From<ClientError>>(
         &mut self,
         uuid: &Uuid,
         offset: u64,
         len: u64,
         access: Access,
         timeout: Option<Duration>,
-        f: impl FnOnce(&mut Client) -> Result<R>,
-    ) -> Result<R> {
+        f: impl FnOnce(&mut Client) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
         self.begin(uuid, offset, len, access, timeout)?;
         let r = f(self);
         let e = self.end(uuid, offset, len, access);

@@ -2,6 +2,10 @@
 //! Host client of the dma-buf daemon's control socket (`docs/control-protocol.md`), and the
 //! library behind `dmabufctl`.
 //!
+//! The library depends on the wire-format crate and the shared system helpers only (no vhost, no
+//! command-line parser): `dmabufctl` is a separate target of this package, built with the
+//! default `cli` feature (`default-features = false` leaves it and clap out).
+//!
 //! ```no_run
 //! use dmabuf_client::{Access, Client, ShareFlags};
 //! use std::time::Duration;
@@ -41,12 +45,13 @@
 pub mod client;
 pub mod error;
 pub mod mapping;
-pub mod memfd;
 pub mod pattern;
 pub mod types;
 
 pub use client::{Client, Reply};
-pub use error::{status_hint, ClientError};
+/// The dma-buf CPU-access bracket and sealed memfds, from the helpers the daemon uses too.
+pub use dmabuf_sys_util::{dma_buf, memfd};
+pub use error::{status_hint, ArgumentError, ClientError, ProtocolError};
 pub use types::{Access, BufferFlags, BufferInfo, ShareFlags};
 pub use virtio_dmabuf_proto::control::MAX_PAYLOAD;
 pub use virtio_dmabuf_proto::virtio::Uuid;

@@ -2,18 +2,14 @@
 //! Reading a dma-buf (the udmabuf EXPORT returns) through a read-only mapping.
 //!
 //! A dma-buf is mapped like a file; CPU reads of it are bracketed with `DMA_BUF_IOCTL_SYNC`
-//! (start, then end) so the exporter can make the pages coherent. That bracket is the kernel's
-//! side; the daemon's BEGIN/END still arbitrate against guests and other clients.
+//! ([`crate::dma_buf::begin_cpu_access`], then [`crate::dma_buf::end_cpu_access`]) so the
+//! exporter can make the pages coherent. That bracket is the kernel's side; the daemon's
+//! BEGIN/END still arbitrate against guests and other clients.
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
-
-/// Start (`end == false`) or end a CPU access to a dma-buf.
-pub fn dma_buf_sync(file: &File, end: bool, read: bool, write: bool) -> io::Result<()> {
-    virtio_dmabuf_proto::dma_buf::sync(file.as_fd(), end, read, write)
-}
 
 /// Size of a dma-buf (or any seekable file) in bytes.
 pub fn file_size(file: &File) -> io::Result<u64> {
@@ -112,7 +108,6 @@ mod tests {
         assert_eq!(&out, b"3456");
         assert!(m.read_at(8, &mut out).is_err());
         assert!(m.read_at(usize::MAX, &mut out).is_err());
-        // A memfd is not a dma-buf.
-        assert!(dma_buf_sync(&f, false, true, false).is_err());
+        assert!(ReadMapping::new(&f, 0).is_err());
     }
 }

@@ -4,12 +4,14 @@
 
 mod common;
 
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::process::Command;
 use std::time::Duration;
 
 use common::{status_of, Daemon};
-use dmabuf_client::mapping::{dma_buf_sync, ReadMapping};
+use dmabuf_client::dma_buf::{begin_cpu_access, end_cpu_access, CpuAccess};
+use dmabuf_client::mapping::ReadMapping;
 use dmabuf_client::memfd::sealed_memfd;
 use dmabuf_client::pattern::{fnv1a64, pattern};
 use dmabuf_client::{format_uuid, Access, ShareFlags, Status};
@@ -52,10 +54,10 @@ fn host_client_reads_and_writes_a_guest_buffer_under_arbitration() {
         Ok(f) => {
             c.begin(&uuid, 0, size, Access::Read, None).unwrap();
             let m = ReadMapping::new(&f, size as usize).unwrap();
-            dma_buf_sync(&f, false, true, false).unwrap();
+            begin_cpu_access(f.as_fd(), CpuAccess::Read).unwrap();
             let mut seen = vec![0u8; size as usize];
             m.read_at(0, &mut seen).unwrap();
-            dma_buf_sync(&f, true, true, false).unwrap();
+            end_cpu_access(f.as_fd(), CpuAccess::Read).unwrap();
             c.end(&uuid, 0, size, Access::Read).unwrap();
             assert!(seen == data);
         }

@@ -9,6 +9,7 @@
 pub mod daemon;
 pub mod queue;
 pub mod ram;
+mod requests;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,9 +20,7 @@ use vhost::vhost_user::message::{VhostUserConfigFlags, VhostUserProtocolFeatures
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VringConfigData};
 use virtio_bindings::bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
-use virtio_dmabuf_proto::virtio::{
-    self as wire, req, AttachReq, CreateReq, Event, ReqHdr, Segment, SyncReq, Uuid, UuidReq,
-};
+use virtio_dmabuf_proto::virtio::{self as wire, Event};
 use virtio_dmabuf_proto::Status;
 use vm_memory::ByteValued;
 
@@ -482,184 +481,6 @@ impl Vm {
             return Err(HarnessError::Setup("range outside buffer".into()));
         }
         Ok(())
-    }
-
-    // ------------------------------------------------------------ typed requests
-
-    fn body<T: ByteValued>(kind: u32, body: &T, tail: &[u8]) -> Vec<u8> {
-        let hdr = ReqHdr {
-            type_: kind.to_le(),
-            reserved: 0,
-        };
-        let mut v = Vec::with_capacity(8 + size_of::<T>() + tail.len());
-        v.extend_from_slice(hdr.as_slice());
-        v.extend_from_slice(body.as_slice());
-        v.extend_from_slice(tail);
-        v
-    }
-
-    /// Encode a segment list.
-    pub fn encode_segments(segs: &[(u64, u64)]) -> Vec<u8> {
-        let mut v = Vec::with_capacity(segs.len() * 16);
-        for &(a, l) in segs {
-            v.extend_from_slice(Segment::new(a, l).as_slice());
-        }
-        v
-    }
-
-    /// The bytes of a CREATE request.
-    pub fn create_request(size: u64, flags: u32, segs: &[(u64, u64)]) -> Vec<u8> {
-        let body = CreateReq {
-            size: size.to_le(),
-            flags: flags.to_le(),
-            nr_segs: (segs.len() as u32).to_le(),
-        };
-        Self::body(req::CREATE, &body, &Self::encode_segments(segs))
-    }
-
-    /// CREATE.
-    pub fn create(
-        &mut self,
-        size: u64,
-        flags: u32,
-        segs: &[(u64, u64)],
-    ) -> Result<Result<Uuid, Status>, HarnessError> {
-        let r = Self::create_request(size, flags, segs);
-        let resp = self.request_chunked(&r, 24, 1 << 20)?;
-        Ok(match status_of(&resp)? {
-            Status::Ok if resp.len() == 24 => {
-                let mut u = [0u8; 16];
-                u.copy_from_slice(&resp[8..24]);
-                Ok(u)
-            }
-            Status::Ok => return Err(HarnessError::Protocol("short CREATE response".into())),
-            s => Err(s),
-        })
-    }
-
-    /// CREATE of a guest buffer.
-    pub fn create_buffer(
-        &mut self,
-        b: &GuestBuffer,
-        flags: u32,
-    ) -> Result<Result<Uuid, Status>, HarnessError> {
-        self.create(b.size, flags, &b.segs.clone())
-    }
-
-    /// RELEASE.
-    pub fn release(&mut self, uuid: &Uuid) -> Result<Status, HarnessError> {
-        let r = Self::body(req::RELEASE, &UuidReq { uuid: *uuid }, &[]);
-        status_of(&self.request(&r, 8)?)
-    }
-
-    /// LOOKUP → (size, flags).
-    pub fn lookup(&mut self, uuid: &Uuid) -> Result<Result<(u64, u32), Status>, HarnessError> {
-        let r = Self::body(req::LOOKUP, &UuidReq { uuid: *uuid }, &[]);
-        let resp = self.request(&r, 24)?;
-        Ok(match status_of(&resp)? {
-            Status::Ok if resp.len() == 24 => {
-                let size = u64::from_le_bytes(resp[8..16].try_into().unwrap_or_default());
-                let flags = u32::from_le_bytes(resp[16..20].try_into().unwrap_or_default());
-                Ok((size, flags))
-            }
-            Status::Ok => return Err(HarnessError::Protocol("short LOOKUP response".into())),
-            s => Err(s),
-        })
-    }
-
-    /// ATTACH a guest buffer as this VM's copy of `uuid`.
-    pub fn attach(&mut self, uuid: &Uuid, b: &GuestBuffer) -> Result<Status, HarnessError> {
-        let body = AttachReq {
-            uuid: *uuid,
-            nr_segs: (b.segs.len() as u32).to_le(),
-            reserved: 0,
-        };
-        let r = Self::body(req::ATTACH, &body, &Self::encode_segments(&b.segs));
-        status_of(&self.request_chunked(&r, 8, 1 << 20)?)
-    }
-
-    /// The bytes of a SYNC request.
-    pub fn sync_request(
-        uuid: &Uuid,
-        offset: u64,
-        len: u64,
-        flags: u32,
-        timeout_ms: u32,
-    ) -> Vec<u8> {
-        let body = SyncReq {
-            uuid: *uuid,
-            offset: offset.to_le(),
-            len: len.to_le(),
-            flags: flags.to_le(),
-            timeout_ms: timeout_ms.to_le(),
-        };
-        Self::body(req::SYNC, &body, &[])
-    }
-
-    /// SYNC, waiting for the answer.
-    pub fn sync(
-        &mut self,
-        uuid: &Uuid,
-        offset: u64,
-        len: u64,
-        flags: u32,
-        timeout_ms: u32,
-    ) -> Result<Status, HarnessError> {
-        status_of(&self.request(&Self::sync_request(uuid, offset, len, flags, timeout_ms), 8)?)
-    }
-
-    /// SYNC START without waiting for the answer.
-    pub fn sync_async(
-        &mut self,
-        uuid: &Uuid,
-        offset: u64,
-        len: u64,
-        flags: u32,
-        timeout_ms: u32,
-    ) -> Result<Pending, HarnessError> {
-        let r = Self::sync_request(uuid, offset, len, flags, timeout_ms);
-        self.rewind_scratch();
-        let req_gpa = self.scratch(r.len() as u64)?;
-        let resp = self.scratch(8)?;
-        self.ram.write(req_gpa, &r)?;
-        self.ram.write(resp, &[0xff; 8])?;
-        let head = self.submit(&[
-            Buf {
-                addr: req_gpa,
-                len: r.len() as u32,
-                write: false,
-            },
-            Buf {
-                addr: resp,
-                len: 8,
-                write: true,
-            },
-        ])?;
-        Ok(Pending { head, resp })
-    }
-
-    /// Whether a pending START has been answered (without waiting).
-    pub fn try_pending(&mut self, p: &Pending) -> Result<Option<Status>, HarnessError> {
-        while let Some((h, len)) = self.req.poll(&self.ram)? {
-            self.done.insert(h, len);
-        }
-        if self.done.contains_key(&p.head) {
-            return self.wait_pending(p, Duration::ZERO).map(Some);
-        }
-        Ok(None)
-    }
-
-    /// Wait for a pending START's answer.
-    pub fn wait_pending(&mut self, p: &Pending, timeout: Duration) -> Result<Status, HarnessError> {
-        let len = self.wait_head(p.head, timeout)?;
-        if len != 8 {
-            return Err(HarnessError::Protocol(format!(
-                "SYNC answered with {len} bytes"
-            )));
-        }
-        let mut b = [0u8; 8];
-        self.ram.read(p.resp, &mut b)?;
-        status_of(&b)
     }
 
     /// Events the device posted so far (the event queue is refilled).

@@ -2,8 +2,8 @@
 //! Guest RAM as QEMU lays it out: one memfd, split into regions around a hole.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd};
 
+use dmabuf_sys_util::memfd::sealed_memfd;
 use vhost::VhostUserMemoryRegionInfo;
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
@@ -29,29 +29,8 @@ impl GuestRam {
         if size < (2 << 20) {
             return Err(HarnessError::Setup("guest RAM below 2 MiB".into()));
         }
-        let name = c"dmabuf-harness-ram";
-        // SAFETY: `name` is a valid C string; the result is checked.
-        let fd = unsafe {
-            libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
-        };
-        if fd < 0 {
-            return Err(HarnessError::Io(std::io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh fd owned by nobody else.
-        let file = unsafe { File::from_raw_fd(fd) };
-        file.set_len(size)?;
         // QEMU seals its RAM memfds against shrinking; do the same so udmabuf would accept them.
-        // SAFETY: F_ADD_SEALS with an int argument; the result is checked.
-        if unsafe {
-            libc::fcntl(
-                file.as_raw_fd(),
-                libc::F_ADD_SEALS,
-                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
-            )
-        } != 0
-        {
-            return Err(HarnessError::Io(std::io::Error::last_os_error()));
-        }
+        let file = sealed_memfd("dmabuf-harness-ram", size)?;
         let ranges = [(0, HOLE_START), (HOLE_END, size - HOLE_END)];
         let with_files: Vec<(GuestAddress, usize, Option<FileOffset>)> = ranges
             .iter()

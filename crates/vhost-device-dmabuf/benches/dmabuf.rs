@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use dmabuf_harness::ram::PAGE;
 use dmabuf_harness::{Vm, VmOptions};
+use dmabuf_sys_util::memfd::sealed_memfd;
 use vhost_device_dmabuf::daemon::{bind_vm_socket, serve_vm};
-use vhost_device_dmabuf::hostfile::sealed_memfd;
 use vhost_device_dmabuf::registry::{HostSession, Limits, Registry};
 use virtio_dmabuf_proto::virtio::sync_flags as sf;
 use virtio_dmabuf_proto::Status;

@@ -558,7 +558,12 @@ fn status_of(e: &ClientError) -> Option<Status> {
 
 /// Whether a client error is the bound of the socket passing (a hang), as opposed to a status.
 fn is_hang(e: &ClientError) -> bool {
-    matches!(e, ClientError::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+    e.io_error().is_some_and(|io| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
+    })
 }
 
 impl HostWorker {

@@ -10,8 +10,9 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
+use dmabuf_sys_util::dma_buf::{self, CpuAccess};
 use thiserror::Error;
-use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::mmap::{MmapRegionBuilder, MmapRegionError};
 use vm_memory::{
     FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryRegion, MmapRegion, VolatileMemory,
     VolatileSlice,
@@ -45,12 +46,40 @@ pub enum HostFileError {
         /// Actual.
         file_size: u64,
     },
-    /// No /dev/udmabuf, or the buffer's layout does not suit it.
-    #[error("udmabuf unavailable: {0}")]
-    NoUdmabuf(String),
+    /// The file could not be mapped.
+    #[error("cannot map the file")]
+    Map(#[source] MmapRegionError),
     /// A system call failed.
-    #[error("{0}: {1}")]
-    Io(&'static str, #[source] io::Error),
+    #[error("{0} failed")]
+    Syscall(&'static str, #[source] io::Error),
+}
+
+/// Why a guest-backed buffer cannot be exported as a udmabuf (`UNSUPPORTED` on the socket).
+#[derive(Debug, Error)]
+pub enum UdmabufError {
+    /// No /dev/udmabuf (module not loaded, or no permission).
+    #[error("cannot open /dev/udmabuf")]
+    Device(#[source] io::Error),
+    /// A run is no longer guest RAM (the memory table changed).
+    #[error("guest range {0:#x} is no longer RAM")]
+    MemoryChanged(u64),
+    /// Guest RAM is anonymous memory, not a memfd.
+    #[error("guest RAM at {0:#x} has no file (not memfd-backed)")]
+    NoFile(u64),
+    /// A run that does not start or end on a host page in its memfd.
+    #[error("guest range {gpa:#x}+{len:#x} is not page-aligned in its memfd")]
+    Unaligned {
+        /// Guest-physical address.
+        gpa: u64,
+        /// Length.
+        len: u64,
+    },
+    /// More runs than udmabuf takes in one list.
+    #[error("{0} runs exceed udmabuf's list limit of 1024")]
+    TooManyRuns(usize),
+    /// `UDMABUF_CREATE_LIST` failed.
+    #[error("UDMABUF_CREATE_LIST failed")]
+    Create(#[source] io::Error),
 }
 
 /// What the fd is.
@@ -72,7 +101,7 @@ pub struct HostFile {
 }
 
 fn last_error(what: &'static str) -> HostFileError {
-    HostFileError::Io(what, io::Error::last_os_error())
+    HostFileError::Syscall(what, io::Error::last_os_error())
 }
 
 impl HostFile {
@@ -85,7 +114,9 @@ impl HostFile {
         if unsafe { libc::fstatfs(fd, &mut sfs) } != 0 {
             return Err(last_error("fstatfs"));
         }
-        let meta = file.metadata().map_err(|e| HostFileError::Io("fstat", e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| HostFileError::Syscall("fstat", e))?;
         // `f_type`'s integer type differs between architectures.
         #[allow(clippy::useless_conversion)]
         let is_dmabuf = i64::from(sfs.f_type) == DMA_BUF_MAGIC;
@@ -130,13 +161,15 @@ impl HostFile {
             libc::PROT_READ
         };
         let len = usize::try_from(size).map_err(|_| HostFileError::BadSize { size, file_size })?;
-        let dup = file.try_clone().map_err(|e| HostFileError::Io("dup", e))?;
+        let dup = file
+            .try_clone()
+            .map_err(|e| HostFileError::Syscall("dup", e))?;
         let map = MmapRegionBuilder::new(len)
             .with_mmap_prot(prot)
             .with_mmap_flags(libc::MAP_SHARED)
             .with_file_offset(FileOffset::new(dup, 0))
             .build()
-            .map_err(|e| HostFileError::Io("mmap", io::Error::other(e.to_string())))?;
+            .map_err(HostFileError::Map)?;
         Ok(HostFile {
             file,
             map,
@@ -186,13 +219,23 @@ impl HostFile {
         };
     }
 
-    /// Bracket the daemon's own CPU access for a dma-buf (no-op for a memfd).
-    pub fn cpu_access(&self, end: bool, read: bool, write: bool) -> Result<(), HostFileError> {
+    /// Start the daemon's own CPU access to a dma-buf (`DMA_BUF_IOCTL_SYNC`; nothing for a
+    /// memfd).
+    pub fn begin_cpu_access(&self, access: CpuAccess) -> Result<(), HostFileError> {
         if self.kind != HostKind::DmaBuf {
             return Ok(());
         }
-        virtio_dmabuf_proto::dma_buf::sync(self.file.as_fd(), end, read, write)
-            .map_err(|e| HostFileError::Io("DMA_BUF_IOCTL_SYNC", e))
+        dma_buf::begin_cpu_access(self.file.as_fd(), access)
+            .map_err(|e| HostFileError::Syscall("DMA_BUF_IOCTL_SYNC (start)", e))
+    }
+
+    /// End the daemon's own CPU access to a dma-buf begun with `access`.
+    pub fn end_cpu_access(&self, access: CpuAccess) -> Result<(), HostFileError> {
+        if self.kind != HostKind::DmaBuf {
+            return Ok(());
+        }
+        dma_buf::end_cpu_access(self.file.as_fd(), access)
+            .map_err(|e| HostFileError::Syscall("DMA_BUF_IOCTL_SYNC (end)", e))
     }
 }
 
@@ -208,12 +251,12 @@ struct UdmabufItem {
 ///
 /// Needs /dev/udmabuf, guest RAM in memfds (sealed against shrinking, as QEMU's
 /// `memory-backend-memfd` makes it), and every run page-aligned.
-pub fn export_udmabuf(mem: &GuestMem, segs: &SegList) -> Result<File, HostFileError> {
+pub fn export_udmabuf(mem: &GuestMem, segs: &SegList) -> Result<File, UdmabufError> {
     let dev = OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/udmabuf")
-        .map_err(|e| HostFileError::NoUdmabuf(format!("/dev/udmabuf: {e}")))?;
+        .map_err(UdmabufError::Device)?;
     let mut items: Vec<UdmabufItem> = Vec::new();
     for (gpa, len) in segs.iter_runs() {
         let mut addr = gpa;
@@ -221,18 +264,19 @@ pub fn export_udmabuf(mem: &GuestMem, segs: &SegList) -> Result<File, HostFileEr
         while addr < end {
             let region = mem
                 .find_region(GuestAddress(addr))
-                .ok_or_else(|| HostFileError::NoUdmabuf("guest memory changed".into()))?;
+                .ok_or(UdmabufError::MemoryChanged(addr))?;
             let start = region.start_addr().0;
             let take = (start + region.len()).min(end) - addr;
-            let fo = region
-                .file_offset()
-                .ok_or_else(|| HostFileError::NoUdmabuf("guest RAM has no fd".into()))?;
+            let fo = region.file_offset().ok_or(UdmabufError::NoFile(addr))?;
             let offset = fo.start() + (addr - start);
             if offset % HOST_PAGE != 0 || take % HOST_PAGE != 0 {
-                return Err(HostFileError::NoUdmabuf("buffer not page-aligned".into()));
+                return Err(UdmabufError::Unaligned {
+                    gpa: addr,
+                    len: take,
+                });
             }
-            let memfd = u32::try_from(fo.file().as_raw_fd())
-                .map_err(|_| HostFileError::NoUdmabuf("bad fd".into()))?;
+            // A file descriptor is never negative.
+            let memfd = fo.file().as_raw_fd().unsigned_abs();
             items.push(UdmabufItem {
                 memfd,
                 pad: 0,
@@ -243,10 +287,7 @@ pub fn export_udmabuf(mem: &GuestMem, segs: &SegList) -> Result<File, HostFileEr
         }
     }
     if items.len() > UDMABUF_MAX_ITEMS {
-        return Err(HostFileError::NoUdmabuf(format!(
-            "{} runs exceed udmabuf's list limit",
-            items.len()
-        )));
+        return Err(UdmabufError::TooManyRuns(items.len()));
     }
     // struct udmabuf_create_list { u32 flags; u32 count; struct udmabuf_create_item list[]; }
     let mut raw: Vec<u64> = Vec::with_capacity(1 + items.len() * 3);
@@ -262,41 +303,16 @@ pub fn export_udmabuf(mem: &GuestMem, segs: &SegList) -> Result<File, HostFileEr
     // value is checked and, on success, is a new fd we take ownership of.
     let fd = unsafe { libc::ioctl(dev.as_raw_fd(), UDMABUF_CREATE_LIST, raw.as_ptr()) };
     if fd < 0 {
-        return Err(last_error("UDMABUF_CREATE_LIST"));
+        return Err(UdmabufError::Create(io::Error::last_os_error()));
     }
     // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
     Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
-/// Create a sealed, writable memfd of `size` bytes (used by tests, the client and the harness).
-pub fn sealed_memfd(name: &str, size: u64) -> io::Result<File> {
-    let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
-    // SAFETY: `cname` is a valid C string; the return value is checked.
-    let fd =
-        unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh fd owned by nobody else.
-    let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    file.set_len(size)?;
-    // SAFETY: F_ADD_SEALS with an int argument; the return value is checked.
-    if unsafe {
-        libc::fcntl(
-            file.as_raw_fd(),
-            libc::F_ADD_SEALS,
-            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
-        )
-    } != 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(file)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dmabuf_sys_util::memfd::{memfd, sealed_memfd};
     use std::io::Write;
 
     #[test]
@@ -319,14 +335,11 @@ mod tests {
         ));
 
         // An unsealed memfd.
-        let cname = std::ffi::CString::new("u").unwrap();
-        // SAFETY: valid C string; checked below.
-        let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
-        assert!(fd >= 0);
-        // SAFETY: fresh fd.
-        let f = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        f.set_len(4096).unwrap();
-        assert!(HostFile::new(f, 4096).is_err());
+        let f = memfd("u", 4096).unwrap();
+        assert!(matches!(
+            HostFile::new(f, 4096),
+            Err(HostFileError::NotSealed)
+        ));
 
         // A pipe, a directory, a plain file.
         let (r, _w) = std::io::pipe().unwrap();

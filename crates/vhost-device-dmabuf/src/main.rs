@@ -43,8 +43,8 @@ struct Args {
     #[arg(long, default_value_t = 4096)]
     max_buffers: u32,
 
-    /// Most bytes one VM may hold, e.g. 512M, 8G.
-    #[arg(long, default_value = "8G", value_parser = parse_size)]
+    /// Most bytes one VM may hold, e.g. 512M, 8G, 0x40000000.
+    #[arg(long, default_value = "8G", value_parser = dmabuf_sys_util::size::parse)]
     max_bytes: u64,
 
     /// Most coalesced segments one VM may hold over all its buffers.
@@ -91,21 +91,6 @@ struct Config {
     vms: Vec<(String, PathBuf)>,
     control_socket: Option<PathBuf>,
     limits: Limits,
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
-        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
-        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
-        Some((i, 'T' | 't')) => (&s[..i], 1 << 40),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("{s:?} is not a size (a number with an optional K, M, G or T)"))
 }
 
 impl TryFrom<Args> for Config {

@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use dmabuf_sys_util::dma_buf::CpuAccess;
 use log::{debug, info, warn};
 use virtio_dmabuf_proto::control::{self, BufInfo};
 use virtio_dmabuf_proto::virtio::{self, buf_flags, Event, SyncOp, Uuid};
@@ -286,7 +287,17 @@ impl Buffer {
     fn origin_cpu_access(&self, end: bool, write: bool) -> Result<(), Status> {
         if let Origin::Host(hf) = &self.origin {
             if hf.kind() == HostKind::DmaBuf {
-                hf.cpu_access(end, !write, write).map_err(|e| {
+                let access = if write {
+                    CpuAccess::Write
+                } else {
+                    CpuAccess::Read
+                };
+                let r = if end {
+                    hf.end_cpu_access(access)
+                } else {
+                    hf.begin_cpu_access(access)
+                };
+                r.map_err(|e| {
                     warn!("{}: {e}", control_name(&self.uuid));
                     Status::IoError
                 })?;
@@ -803,7 +814,8 @@ impl Registry {
             info!("share refused: {e}");
             match e {
                 crate::hostfile::HostFileError::BadSize { .. } => Status::InvalidSize,
-                crate::hostfile::HostFileError::Io(..) => Status::IoError,
+                crate::hostfile::HostFileError::Syscall(..)
+                | crate::hostfile::HostFileError::Map(..) => Status::IoError,
                 _ => Status::InvalidRequest,
             }
         })?;
@@ -1029,7 +1041,7 @@ impl Registry {
         };
         dst.prefault_for_write(file_offset, len);
         if let Err(s) = dst
-            .cpu_access(false, false, true)
+            .begin_cpu_access(CpuAccess::Write)
             .map_err(|_| Status::IoError)
         {
             return s;
@@ -1037,7 +1049,7 @@ impl Registry {
         let r = self.with_held_range(domain, uuid, offset, len, false, |slices| {
             copy_slices(slices, &[target])
         });
-        let _ = dst.cpu_access(true, false, true);
+        let _ = dst.end_cpu_access(CpuAccess::Write);
         self.count_copied(r)
     }
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
-//! Sealed memfds: what the daemon accepts for SHARE and as a READ_INTO target.
+//! Sealed memfds: what the daemon accepts for SHARE and as a READ_INTO target, and what guest RAM
+//! is made of in the test harness (as QEMU's `memory-backend-memfd` makes it).
 //!
 //! The daemon maps a shared fd for as long as the buffer lives. A file that could shrink under
 //! that mapping would turn the daemon's next access into SIGBUS, so it accepts only memfds sealed
@@ -94,5 +95,9 @@ mod tests {
         let mut g = sealed_memfd_from_reader("r", &mut src).unwrap();
         assert_eq!(g.seek(SeekFrom::End(0)).unwrap(), 13);
         assert_ne!(seals(&g) & libc::F_SEAL_GROW, 0);
+
+        let u = memfd("u", 4096).unwrap();
+        assert_eq!(seals(&u) & (libc::F_SEAL_SHRINK | libc::F_SEAL_GROW), 0);
+        assert!(memfd("nul\0inside", 1).is_err());
     }
 }

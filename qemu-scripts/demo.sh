@@ -89,7 +89,7 @@ cleanup() {
 if [[ -d "$WORK" ]]; then
     for f in "$WORK/daemon.pid" "$WORK/qemu.pid"; do
         p="$(cat "$f" 2>/dev/null || true)"
-        if [[ "$p" =~ ^[0-9]+$ ]] && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q -e vhost-device-dmabuf -e qemu-system-; then
+        if [[ "$p" =~ ^[0-9]+$ ]] && tr '\0' ' ' 2>/dev/null < "/proc/$p/cmdline" | grep -q -e vhost-device-dmabuf -e qemu-system-; then
             kill -TERM "$p" 2>/dev/null || true
         fi
     done

@@ -135,7 +135,7 @@ die() { printf 'vm-suite: error: %s\n' "$*" >&2; exit 1; }
 # is_qemu PID: PID runs qemu-system-x86_64 (directly, or the stock QEMU through the sid
 # root's dynamic loader, whose comm is the loader's: look at the command line)
 is_qemu() {
-    [[ "$1" =~ ^[0-9]+$ ]] && tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -q 'qemu-system-'
+    [[ "$1" =~ ^[0-9]+$ ]] && tr '\0' ' ' 2>/dev/null < "/proc/$1/cmdline" | grep -q 'qemu-system-'
 }
 
 # ------------------------------------------------------------------ cleanup
@@ -453,20 +453,24 @@ vm_booted() {
 
 # boot_result NAME ID...: case 0 line for one boot (guest boot, clean end, kernel log)
 boot_result() {
-    local name=$1 id="" details="" b="" e=""
+    local name=$1 id="" details="" b="" e="" d=""
     shift
     begin 0 "$name"
     for id in "$@"; do
         b="$(tdiff_ms "${VM_T0[$id]}" "$(ts "$id" boot.ready)")"
         e="$(val "$id" end.dmesg_trouble)"
+        d="$(val "$id" end.dmabuf_debug)"
         [[ -n "$(val "$id" boot.ready)" ]] || bad "$id did not boot"
         case "$id" in
             p2|p3) ;;  # powered off / killed on purpose: checked by 9b / 9c
             *)
                 eq "$id guest exit status" "${VM_RC[$id]:-?}" 0
-                eq "$id kernel log lines with BUG/WARNING/Oops" "$e" 0 ;;
+                eq "$id kernel log lines with BUG/WARNING/Oops" "$e" 0
+                eq "$id kernel log lines of the dma-buf core's checks" "$d" 0 ;;
         esac
-        details+="$id: $(val "$id" boot.kernel), booted in ${b} ms, exit ${VM_RC[$id]:-?}, dmesg trouble ${e:-n/a}; "
+        details+="$id: $(val "$id" boot.kernel), booted in ${b} ms, exit ${VM_RC[$id]:-?}, dmesg trouble ${e:-n/a}"
+        ((DMABUF_DEBUG)) && details+=" (DMABUF_DEBUG=y: ${d:-n/a} dma-buf debug lines)"
+        details+="; "
     done
     done_case "${details%; }"
 }
@@ -1261,6 +1265,12 @@ for block in "${BLOCKS[@]}"; do
             *) RESTART_SKIP="this QEMU cannot reconnect to a restarted daemon: ${why#no: }" ;;
         esac
     fi
+    # CONFIG_DMABUF_DEBUG (7.3): the core mangles the sg_tables importers get; boot_result
+    # also asserts that no dma-buf debug check fired.
+    kenv="$("$REPO/qemu-scripts/fetch-kernel.sh" "$CUR_K" 2>>"$KLOG/build.log")" || die "fetch-kernel.sh $CUR_K failed"
+    kroot="$(sed -n 's/^KROOT=//p' <<<"$kenv")"; kver="$(sed -n 's/^KVER=//p' <<<"$kenv")"
+    DMABUF_DEBUG=0
+    grep -qs '^CONFIG_DMABUF_DEBUG=y' "$kroot/boot/config-$kver" "$kroot/lib/modules/$kver/config" && DMABUF_DEBUG=1
     # The modules for this kernel (W=1 as in make test-guest-build, so nothing is rebuilt
     # after it) and an initramfs with them and the guest tool.
     if ! make -C "$REPO/guest-driver" KERNEL="$CUR_K" W=1 >"$KLOG/build.log" 2>&1; then

@@ -136,12 +136,21 @@ wait_devnode() {
 dmesg_trouble() {
     dmesg | grep -E 'BUG|WARNING|Oops|Call Trace|general protection|refcount_t'
 }
+# lines of the dma-buf core's own checks (CONFIG_DMABUF_DEBUG, on in Debian's 7.3: a splat
+# from drivers/dma-buf/, the DMA API debug checks, or a fault in an importer that touched
+# the mangled page links of an sg_table)
+dmesg_dmabuf_debug() {
+    dmesg | grep -E 'drivers/dma-buf/|DMA-API|dma_buf|dma-buf.*(WARN|mangle)'
+}
 
 # finish: report the kernel log's health, then end the script
 finish() {
     _n=$(dmesg_trouble | wc -l)
     dmesg_trouble | head -n 20 | tag end
     say "end.dmesg_trouble=$_n"
+    _n=$(dmesg_dmabuf_debug | wc -l)
+    dmesg_dmabuf_debug | head -n 20 | tag end
+    say "end.dmabuf_debug=$_n"
     say "end.done=1"
     exit 0
 }

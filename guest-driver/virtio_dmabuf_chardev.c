@@ -14,7 +14,7 @@
 #include <linux/module.h>
 #include <linux/uaccess.h>
 
-#include "virtio_dmabuf.h"
+#include "virtio_dmabuf_internal.h"
 
 static int vdmabuf_open(struct inode *inode, struct file *file)
 {

@@ -2,7 +2,7 @@
 /*
  * Virtio dma-buf sharing device: kernel version compatibility.
  *
- * The only place with LINUX_VERSION_CODE checks, for the driver and the
+ * The only place with kernel version checks, for the driver and the
  * test importer (tests/kimport/). Supported: Linux 6.1 through 7.3. Each
  * entry names the kernel release that changed the interface; README.md
  * ("Kernel versions") lists what each one is for.
@@ -20,11 +20,15 @@
 #include <linux/virtio.h>
 #include <linux/virtio_config.h>
 
+/* True when building against Linux @major.@minor or later. */
+#define VDMABUF_KERNEL_SINCE(major, minor) \
+	(KERNEL_VERSION(major, minor, 0) <= LINUX_VERSION_CODE)
+
 /*
  * 6.13: MODULE_IMPORT_NS() takes a string literal; before, a bare token
  * that it stringified. Both emit MODULE_INFO(import_ns, "DMA_BUF").
  */
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+#if VDMABUF_KERNEL_SINCE(6, 13)
 #define VDMABUF_IMPORT_NS_DMA_BUF()	MODULE_IMPORT_NS("DMA_BUF")
 #else
 #define VDMABUF_IMPORT_NS_DMA_BUF()	MODULE_IMPORT_NS(DMA_BUF)
@@ -46,7 +50,7 @@ static inline int vdmabuf_find_vqs(struct virtio_device *vdev,
 				   unsigned int nvqs, struct virtqueue *vqs[],
 				   const struct vdmabuf_vq_info *info)
 {
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+#if VDMABUF_KERNEL_SINCE(6, 11)
 	struct virtqueue_info vqs_info[VDMABUF_COMPAT_MAX_VQS] = {};
 	unsigned int i;
 
@@ -78,7 +82,7 @@ static inline int vdmabuf_find_vqs(struct virtio_device *vdev,
  */
 static inline int vdmabuf_register_virtio_driver(struct virtio_driver *drv)
 {
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 10, 0)
+#if !VDMABUF_KERNEL_SINCE(6, 10)
 	drv->driver.owner = THIS_MODULE;
 #endif
 	return register_virtio_driver(drv);
@@ -88,7 +92,7 @@ static inline int vdmabuf_register_virtio_driver(struct virtio_driver *drv)
 static inline void vdmabuf_vm_flags_set(struct vm_area_struct *vma,
 					unsigned long flags)
 {
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+#if VDMABUF_KERNEL_SINCE(6, 3)
 	vm_flags_set(vma, flags);
 #else
 	vma->vm_flags |= flags;
@@ -108,8 +112,8 @@ static inline void vdmabuf_vm_flags_set(struct vm_area_struct *vma,
  */
 static inline bool vdmabuf_get_file_active(struct file **filep)
 {
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
-	return get_file_active(filep) != NULL;
+#if VDMABUF_KERNEL_SINCE(6, 7)
+	return get_file_active(filep);
 #else
 	return get_file_rcu(*filep);
 #endif
@@ -123,7 +127,7 @@ static inline bool vdmabuf_get_file_active(struct file **filep)
 static inline int vdmabuf_dma_buf_vmap(struct dma_buf *dmabuf,
 				       struct iosys_map *map)
 {
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+#if VDMABUF_KERNEL_SINCE(6, 2)
 	return dma_buf_vmap_unlocked(dmabuf, map);
 #else
 	return dma_buf_vmap(dmabuf, map);
@@ -133,7 +137,7 @@ static inline int vdmabuf_dma_buf_vmap(struct dma_buf *dmabuf,
 static inline void vdmabuf_dma_buf_vunmap(struct dma_buf *dmabuf,
 					  struct iosys_map *map)
 {
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+#if VDMABUF_KERNEL_SINCE(6, 2)
 	dma_buf_vunmap_unlocked(dmabuf, map);
 #else
 	dma_buf_vunmap(dmabuf, map);

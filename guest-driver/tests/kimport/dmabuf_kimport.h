@@ -38,9 +38,8 @@ static inline __u64 dmabuf_fnv64_update(__u64 h, const __u8 *p, __u64 n)
 #define DMABUF_KIMPORT_OP_VERIFY	1	/* read, compare with the pattern */
 #define DMABUF_KIMPORT_OP_WRITE		2	/* write the pattern */
 
-/* flags */
-#define DMABUF_KIMPORT_F_ATTACH		(1U << 0)	/* also read through an
-							 * attachment's sg_table */
+/* flags; DMABUF_KIMPORT_F_ATTACH: also read through an attachment's sg_table */
+#define DMABUF_KIMPORT_F_ATTACH		(1U << 0)
 
 /* step: where a run failed */
 #define DMABUF_KIMPORT_STEP_NONE	0

@@ -47,20 +47,23 @@ t $G alloc --size 0 --expect-errno EINVAL
 t $G alloc --size 64M --fill 1
 t $G bench-read --size 16M --rounds 5 --sync dmabuf
 
-# long segment lists: page-by-page allocation
-echo 0 > /sys/module/virtio_dmabuf/parameters/max_alloc_order
+# long segment lists: page-by-page allocation (test knobs in debugfs)
+K=/sys/kernel/debug/virtio-dmabuf
+grep -q " /sys/kernel/debug debugfs " /proc/mounts || mount -t debugfs none /sys/kernel/debug
+check "debugfs test knobs present" test -f $K/alloc_max_order -a -f $K/scatter
+echo 0 > $K/alloc_max_order
 t $G alloc --size 1G
 t $G kimport --size 128M --fill 3 --op verify --attach
 # one segment per page, segment lists in scattered vmalloc pages: 4096 segments in
 # 16 sg entries, 16384 and 131072 segments copied into contiguous memory
 echo 'module virtio_dmabuf +p' > /sys/kernel/debug/dynamic_debug/control
-echo 1 > /sys/module/virtio_dmabuf/parameters/test_scatter
+echo 1 > $K/scatter
 t $G kimport --size 16M --fill 4 --op verify --attach
 t $G kimport --size 64M --fill 5 --op verify --attach
 t $G alloc --size 512M
-echo 0 > /sys/module/virtio_dmabuf/parameters/test_scatter
+echo 0 > $K/scatter
 dmesg | grep 'request data'
-echo 9 > /sys/module/virtio_dmabuf/parameters/max_alloc_order
+echo 9 > $K/alloc_max_order
 
 # device removal while a buffer is open
 $G alloc --size 1M --fill 2 --hold -1 < /tmp/f > /tmp/b.out 2>&1 &

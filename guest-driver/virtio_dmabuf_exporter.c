@@ -1,46 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Virtio dma-buf sharing device: buffers.
+ * Virtio dma-buf sharing device: the dma-buf exporter.
  *
- * Page allocation and segment lists, CREATE, LOOKUP + ATTACH, RELEASE and
- * SYNC, and the dma-buf exporter (dma_buf_ops) of the buffers.
+ * A buffer (struct vdmabuf_buffer) is a dma-buf over pages registered with
+ * the device: ALLOC (pages + CREATE) and IMPORT (LOOKUP + pages + ATTACH, or a
+ * new reference to a buffer this guest holds), the per-device table of
+ * buffers by UUID, REVOKED, the CPU-access contract (begin/end_cpu_access ->
+ * SYNC) and the dma_buf_ops: attachments and their mappings, mmap and vmap.
  */
 
 #include <linux/dma-mapping.h>
 #include <linux/fcntl.h>
 #include <linux/fs.h>
-#include <linux/gfp.h>
 #include <linux/iosys-map.h>
 #include <linux/mm.h>
-#include <linux/module.h>
-#include <linux/sched/signal.h>
+#include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <linux/uuid.h>
 #include <linux/virtio_dma_buf.h>
 #include <linux/vmalloc.h>
 
-#include "virtio_dmabuf.h"
+#include "virtio_dmabuf_internal.h"
 #include "virtio_dmabuf_compat.h"
 
-/*
- * Largest chunk tried when allocating buffer pages (order 9: 2 MiB with 4 KiB
- * pages). 0 allocates page by page, which makes long segment lists (a test
- * knob; the default keeps lists short).
- */
-static unsigned int max_alloc_order = 9;
-module_param(max_alloc_order, uint, 0644);
-MODULE_PARM_DESC(max_alloc_order,
-		 "largest page order used for buffer memory (0-10, default 9)");
-
-/*
- * Test knob: no two pages of a buffer physically contiguous (one segment per
- * page), and segment lists in vmalloc memory whose pages are not contiguous
- * either (one sg entry per page, or a contiguous copy of a long list).
- */
-static bool test_scatter;
-module_param(test_scatter, bool, 0644);
-MODULE_PARM_DESC(test_scatter,
-		 "testing: scatter buffer pages and segment list pages");
 /* How long IMPORT waits for a closing dma-buf of the same UUID to go away */
 #define VDMABUF_DYING_WAIT_SECS	10
 
@@ -110,7 +92,8 @@ static void vdmabuf_table_del(struct vdmabuf_buffer *buf)
 	wake_up_all(&dev->table_wq);
 }
 
-void vdmabuf_buffer_revoke(struct vdmabuf_device *dev, const u8 *uuid)
+/* The REVOKED-event upcall (dev->upcalls): the origin of @uuid went away. */
+void vdmabuf_exporter_revoked(struct vdmabuf_device *dev, const u8 *uuid)
 {
 	struct vdmabuf_buffer *buf;
 
@@ -124,302 +107,21 @@ void vdmabuf_buffer_revoke(struct vdmabuf_device *dev, const u8 *uuid)
 }
 
 /* ------------------------------------------------------------------ */
-/* pages and segments                                                 */
+/* registration and CPU access                                        */
 /* ------------------------------------------------------------------ */
-
-/*
- * test_scatter: fill @pages with order-0 pages, allocating a spare page after
- * each and freeing the spares at the end, so that pages handed out in address
- * order end up two apart.
- */
-static int vdmabuf_scatter_pages(struct page **pages, unsigned long n,
-				 gfp_t gfp)
-{
-	struct page *spare, *tmp;
-	LIST_HEAD(spares);
-	unsigned long i;
-	int ret = 0;
-
-	for (i = 0; i < n; i++) {
-		pages[i] = alloc_page(gfp);
-		spare = alloc_page(gfp);
-		if (spare)
-			list_add(&spare->lru, &spares);
-		if (!pages[i] || !spare) {
-			ret = -ENOMEM;
-			break;
-		}
-		cond_resched();
-	}
-	list_for_each_entry_safe(spare, tmp, &spares, lru) {
-		list_del(&spare->lru);
-		__free_page(spare);
-	}
-	return ret;
-}
-
-/* test_scatter: @bytes of vmalloc memory in scattered pages */
-static void *vdmabuf_scatter_vmalloc(size_t bytes)
-{
-	unsigned long n = DIV_ROUND_UP(bytes, PAGE_SIZE), i;
-	struct page **pages;
-	void *p;
-
-	pages = kvmalloc_array(n, sizeof(*pages), GFP_KERNEL | __GFP_ZERO);
-	if (!pages)
-		return NULL;
-	if (!vdmabuf_scatter_pages(pages, n, GFP_KERNEL)) {
-		/* vfree() puts the pages and frees the array */
-		p = vmap(pages, n, VM_MAP | VM_MAP_PUT_PAGES, PAGE_KERNEL);
-		if (p)
-			return p;
-	}
-	for (i = 0; i < n; i++)
-		if (pages[i])
-			__free_page(pages[i]);
-	kvfree(pages);
-	return NULL;
-}
-
-/*
- * The last reference to a buffer's memory is gone: nobody, the device
- * included, uses the pages any more.
- */
-static void vdmabuf_pages_free(struct kref *ref)
-{
-	struct vdmabuf_pages *mem = container_of(ref, struct vdmabuf_pages,
-						 ref);
-	unsigned long i;
-
-	for (i = 0; i < mem->nr; i++)
-		if (mem->pages[i])
-			put_page(mem->pages[i]);
-	kvfree(mem);
-}
-
-struct vdmabuf_pages *vdmabuf_pages_get(struct vdmabuf_pages *mem)
-{
-	kref_get(&mem->ref);
-	return mem;
-}
-
-/* Process context only. */
-void vdmabuf_pages_put(struct vdmabuf_pages *mem)
-{
-	might_sleep();
-	kref_put(&mem->ref, vdmabuf_pages_free);
-}
-
-/*
- * Allocate zeroed pages, in chunks as large as possible so that the segment
- * list stays short. Chunks are split into independent order-0 pages, which
- * the mmap fault handler maps one by one.
- */
-static int vdmabuf_alloc_pages(struct vdmabuf_buffer *buf)
-{
-	unsigned int order = min(READ_ONCE(max_alloc_order), 10U);
-	struct vdmabuf_pages *mem;
-	unsigned long i = 0, j;
-
-	mem = kvzalloc(struct_size(mem, pages, buf->nr_pages), GFP_KERNEL);
-	if (!mem)
-		return -ENOMEM;
-	kref_init(&mem->ref);
-	INIT_LIST_HEAD(&mem->node);
-	mem->nr = buf->nr_pages;
-	buf->mem = mem;
-	if (READ_ONCE(test_scatter))
-		return vdmabuf_scatter_pages(mem->pages, mem->nr,
-					     GFP_HIGHUSER | __GFP_ZERO);
-
-	while (i < mem->nr) {
-		gfp_t gfp = GFP_HIGHUSER | __GFP_ZERO;
-		struct page *page;
-
-		while (order && (1UL << order) > mem->nr - i)
-			order--;
-		if (order)
-			gfp |= __GFP_NOWARN | __GFP_NORETRY;
-		page = alloc_pages(gfp, order);
-		if (!page) {
-			if (!order)
-				return -ENOMEM;
-			order--;
-			continue;
-		}
-		if (order)
-			split_page(page, order);
-		for (j = 0; j < (1UL << order); j++)
-			mem->pages[i++] = page + j;
-
-		if (fatal_signal_pending(current))
-			return -EINTR;
-		cond_resched();
-	}
-	return 0;
-}
-
-/*
- * Build the segment list of a buffer: guest-physical ranges, contiguous
- * pages coalesced, the last one cut so that the lengths add up to buf->size.
- */
-static struct virtio_dmabuf_seg *vdmabuf_build_segs(struct vdmabuf_buffer *buf,
-						    u32 *nr_segsp)
-{
-	struct page **pages = buf->mem->pages;
-	struct virtio_dmabuf_seg *segs;
-	unsigned long i, n = 1;
-	phys_addr_t start, next;
-	u64 len;
-
-	for (i = 1; i < buf->nr_pages; i++)
-		if (page_to_phys(pages[i]) !=
-		    page_to_phys(pages[i - 1]) + PAGE_SIZE)
-			n++;
-	if (n > buf->dev->max_segments)
-		return ERR_PTR(-E2BIG);
-
-	if (READ_ONCE(test_scatter))
-		segs = vdmabuf_scatter_vmalloc(array_size(n, sizeof(*segs)));
-	else
-		segs = kvmalloc_array(n, sizeof(*segs), GFP_KERNEL);
-	if (!segs)
-		return ERR_PTR(-ENOMEM);
-
-	n = 0;
-	start = page_to_phys(pages[0]);
-	len = PAGE_SIZE;
-	for (i = 1; i <= buf->nr_pages; i++) {
-		next = i < buf->nr_pages ? page_to_phys(pages[i]) : 0;
-		if (i < buf->nr_pages && next == start + len) {
-			len += PAGE_SIZE;
-			continue;
-		}
-		segs[n].addr = cpu_to_le64(start);
-		segs[n].len = cpu_to_le64(len);
-		n++;
-		start = next;
-		len = PAGE_SIZE;
-	}
-	len = le64_to_cpu(segs[n - 1].len) -
-	      (((u64)buf->nr_pages << PAGE_SHIFT) - buf->size);
-	segs[n - 1].len = cpu_to_le64(len);
-	*nr_segsp = n;
-	return segs;
-}
-
-/* ------------------------------------------------------------------ */
-/* requests                                                           */
-/* ------------------------------------------------------------------ */
-
-/*
- * A CREATE or ATTACH request carrying the buffer's segment list. The request
- * holds a reference to the pages: if its waiter gives up, the pages live
- * until the device has answered (and a late registration was RELEASEd) or
- * was reset.
- */
-static struct vdmabuf_req *vdmabuf_segs_req(struct vdmabuf_buffer *buf,
-					    u32 type, size_t body_len,
-					    size_t resp_len, u32 *nr_segsp)
-{
-	struct virtio_dmabuf_seg *segs;
-	struct vdmabuf_req *req;
-	int ret;
-
-	segs = vdmabuf_build_segs(buf, nr_segsp);
-	if (IS_ERR(segs))
-		return ERR_CAST(segs);
-	req = vdmabuf_req_alloc(type, body_len, resp_len);
-	if (!req) {
-		kvfree(segs);
-		return ERR_PTR(-ENOMEM);
-	}
-	req->pages = vdmabuf_pages_get(buf->mem);
-	/* the request owns segs from here on */
-	ret = vdmabuf_req_set_data(buf->dev, req, segs,
-				   (size_t)*nr_segsp * sizeof(*segs));
-	if (ret) {
-		vdmabuf_req_put(req);
-		return ERR_PTR(ret);
-	}
-	return req;
-}
-
-static int vdmabuf_do_create(struct vdmabuf_buffer *buf)
-{
-	struct vdmabuf_req *req;
-	u32 nr_segs;
-	int ret;
-
-	req = vdmabuf_segs_req(buf, VIRTIO_DMABUF_REQ_CREATE,
-			       sizeof(req->in.create), sizeof(req->out.create),
-			       &nr_segs);
-	if (IS_ERR(req))
-		return PTR_ERR(req);
-	req->in.create.size = cpu_to_le64(buf->size);
-	req->in.create.flags = cpu_to_le32(buf->share_flags);
-	req->in.create.nr_segs = cpu_to_le32(nr_segs);
-	ret = vdmabuf_req_run(buf->dev, req);
-	if (!ret) {
-		memcpy(buf->uuid, req->out.create.uuid, sizeof(buf->uuid));
-		buf->registered = true;
-	}
-	vdmabuf_req_put(req);
-	return ret;
-}
-
-static int vdmabuf_do_lookup(struct vdmabuf_device *dev, const u8 *uuid,
-			     u64 *sizep, u32 *flagsp)
-{
-	struct vdmabuf_req *req;
-	int ret;
-
-	req = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_LOOKUP, sizeof(req->in.uuid),
-				sizeof(req->out.lookup));
-	if (!req)
-		return -ENOMEM;
-	memcpy(req->in.uuid.uuid, uuid, VIRTIO_DMABUF_UUID_SIZE);
-	ret = vdmabuf_req_run(dev, req);
-	if (!ret) {
-		*sizep = le64_to_cpu(req->out.lookup.size);
-		*flagsp = le32_to_cpu(req->out.lookup.flags);
-	}
-	vdmabuf_req_put(req);
-	return ret;
-}
-
-static int vdmabuf_do_attach(struct vdmabuf_buffer *buf)
-{
-	struct vdmabuf_req *req;
-	u32 nr_segs;
-	int ret;
-
-	req = vdmabuf_segs_req(buf, VIRTIO_DMABUF_REQ_ATTACH,
-			       sizeof(req->in.attach), sizeof(req->out.hdr),
-			       &nr_segs);
-	if (IS_ERR(req))
-		return PTR_ERR(req);
-	memcpy(req->in.attach.uuid, buf->uuid, VIRTIO_DMABUF_UUID_SIZE);
-	req->in.attach.nr_segs = cpu_to_le32(nr_segs);
-	ret = vdmabuf_req_run(buf->dev, req);
-	if (!ret)
-		buf->registered = true;
-	vdmabuf_req_put(req);
-	return ret;
-}
 
 /*
  * RELEASE a registered buffer. Cannot fail: the RELEASE request takes a
  * reference to the pages, which it drops once the device is sure not to use
  * them any more (at once, on a late answer, or after the device's reset).
  */
-static void vdmabuf_do_release(struct vdmabuf_buffer *buf)
+static void vdmabuf_buffer_unregister(struct vdmabuf_buffer *buf)
 {
 	if (!buf->registered)
 		return;
 	buf->registered = false;
-	vdmabuf_req_send_release(buf->dev, buf->uuid,
-				 vdmabuf_pages_get(buf->mem));
+	vdmabuf_request_release(buf->dev, buf->uuid,
+				vdmabuf_pages_get(buf->mem));
 }
 
 static int vdmabuf_sync_flags(enum dma_data_direction dir)
@@ -437,16 +139,13 @@ static int vdmabuf_sync_flags(enum dma_data_direction dir)
 }
 
 /*
- * Begin (flags without SYNC_END) or end CPU access to a range. A START waits
- * interruptibly for the device to grant it, at most a little longer than its
- * bound.
+ * Begin (flags without SYNC_END) or end CPU access to a range of @buf (see
+ * vdmabuf_request_sync()). A REVOKED answer marks an import revoked.
  */
 int vdmabuf_buffer_sync(struct vdmabuf_buffer *buf, u64 offset, u64 len,
 			u32 flags, u32 timeout_ms)
 {
 	struct vdmabuf_device *dev = buf->dev;
-	struct vdmabuf_req *req;
-	u32 bound;
 	int ret;
 
 	if (flags & ~VIRTIO_DMABUF_SYNC_MASK ||
@@ -459,26 +158,8 @@ int vdmabuf_buffer_sync(struct vdmabuf_buffer *buf, u64 offset, u64 len,
 	if (vdmabuf_device_gone(dev) || test_bit(VDMABUF_REVOKED, &buf->state))
 		return -ENODEV;
 
-	req = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_SYNC, sizeof(req->in.sync),
-				sizeof(req->out.hdr));
-	if (!req)
-		return -ENOMEM;
-	memcpy(req->in.sync.uuid, buf->uuid, VIRTIO_DMABUF_UUID_SIZE);
-	req->in.sync.offset = cpu_to_le64(offset);
-	req->in.sync.len = cpu_to_le64(len);
-	req->in.sync.flags = cpu_to_le32(flags);
-	req->in.sync.timeout_ms = cpu_to_le32(timeout_ms);
-
-	if (flags & VIRTIO_DMABUF_SYNC_END) {
-		ret = vdmabuf_req_run(dev, req);
-	} else {
-		bound = dev->sync_timeout_ms;
-		if (timeout_ms && timeout_ms < bound)
-			bound = timeout_ms;
-		ret = vdmabuf_req_run_start(dev, req,
-					    bound + VDMABUF_SYNC_SLACK_MS);
-	}
-	vdmabuf_req_put(req);
+	ret = vdmabuf_request_sync(dev, buf->uuid, offset, len, flags,
+				   timeout_ms);
 
 	/* REVOKED: the origin went away while we waited */
 	if (ret == -ENODEV && buf->kind == VDMABUF_IMPORTED &&
@@ -492,8 +173,8 @@ int vdmabuf_buffer_sync(struct vdmabuf_buffer *buf, u64 offset, u64 len,
 /* ------------------------------------------------------------------ */
 
 /* A table of the buffer's pages, coalesced as far as the DMA layer allows. */
-static int vdmabuf_pages_table(struct vdmabuf_buffer *buf,
-			       struct sg_table *sgt)
+static int vdmabuf_buffer_sg_table(struct vdmabuf_buffer *buf,
+				   struct sg_table *sgt)
 {
 	return sg_alloc_table_from_pages(sgt, buf->mem->pages, buf->nr_pages, 0,
 					 buf->nr_pages << PAGE_SHIFT,
@@ -518,10 +199,10 @@ static struct sg_table *vdmabuf_map_dma_buf(struct dma_buf_attachment *attach,
 	m->dev = attach->dev;
 	m->dir = dir;
 
-	ret = vdmabuf_pages_table(buf, &m->own);
+	ret = vdmabuf_buffer_sg_table(buf, &m->own);
 	if (ret)
 		goto err_free;
-	ret = vdmabuf_pages_table(buf, &m->out);
+	ret = vdmabuf_buffer_sg_table(buf, &m->out);
 	if (ret)
 		goto err_own;
 	ret = dma_map_sgtable(m->dev, &m->own, dir, 0);
@@ -668,7 +349,7 @@ static int vdmabuf_get_uuid(struct dma_buf *dmabuf, uuid_t *uuid)
 
 static void vdmabuf_buffer_destroy(struct vdmabuf_buffer *buf)
 {
-	vdmabuf_do_release(buf);
+	vdmabuf_buffer_unregister(buf);
 	vdmabuf_table_del(buf);
 	if (buf->mem)
 		vdmabuf_pages_put(buf->mem);
@@ -733,8 +414,10 @@ static struct vdmabuf_buffer *vdmabuf_buffer_new(struct vdmabuf_device *dev,
 	mutex_init(&buf->lock);
 	INIT_LIST_HEAD(&buf->mappings);
 
-	ret = vdmabuf_alloc_pages(buf);
-	if (ret) {
+	buf->mem = vdmabuf_pages_alloc(nr_pages);
+	if (IS_ERR(buf->mem)) {
+		ret = PTR_ERR(buf->mem);
+		buf->mem = NULL;
 		vdmabuf_buffer_destroy(buf);
 		return ERR_PTR(ret);
 	}
@@ -780,9 +463,10 @@ int vdmabuf_buffer_alloc(struct vdmabuf_device *dev, u64 size, u32 flags,
 	buf->flags = VIRTIO_DMABUF_BUF_OWN;
 	buf->share_flags = flags;
 
-	ret = vdmabuf_do_create(buf);
+	ret = vdmabuf_request_create(dev, buf->mem, buf->size, flags, buf->uuid);
 	if (ret)
 		goto err;
+	buf->registered = true;
 	ret = vdmabuf_buffer_export(buf, O_RDWR);
 	if (ret)
 		goto err;
@@ -861,7 +545,7 @@ int vdmabuf_buffer_import(struct vdmabuf_device *dev, const u8 *uuid,
 		ret = -EOPNOTSUPP;
 		goto out;
 	}
-	ret = vdmabuf_do_lookup(dev, uuid, &size, &flags);
+	ret = vdmabuf_request_lookup(dev, uuid, &size, &flags);
 	if (ret)
 		goto out;
 	if (flags & VIRTIO_DMABUF_BUF_OWN) {
@@ -883,9 +567,10 @@ int vdmabuf_buffer_import(struct vdmabuf_device *dev, const u8 *uuid,
 	buf->flags = flags & (VIRTIO_DMABUF_BUF_READ_ONLY |
 			      VIRTIO_DMABUF_BUF_HOST_BACKED);
 
-	ret = vdmabuf_do_attach(buf);
+	ret = vdmabuf_request_attach(dev, buf->mem, buf->size, buf->uuid);
 	if (ret)
 		goto err;
+	buf->registered = true;
 	ret = vdmabuf_buffer_export(buf,
 				    buf->flags & VIRTIO_DMABUF_BUF_READ_ONLY ?
 				    O_RDONLY : O_RDWR);

@@ -20,12 +20,12 @@
  *    reference, the request queue another while the device owns the chain.
  *    The queue's reference passes to whoever settles the answer: the waiter,
  *    or, if the waiter gave up (signal, timeout), the orphan worker, which
- *    undoes what the late answer did. The request, its data and its pages
+ *    has the late-answer upcall undo what the late answer did. The request, its data and its pages
  *    therefore stay valid until the device returns the chain or is reset.
  *    The last reference is always put in process context.
  */
-#ifndef _VIRTIO_DMABUF_H
-#define _VIRTIO_DMABUF_H
+#ifndef _VIRTIO_DMABUF_INTERNAL_H
+#define _VIRTIO_DMABUF_INTERNAL_H
 
 #include <linux/completion.h>
 #include <linux/dma-buf.h>
@@ -41,7 +41,7 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
-#include <linux/virtio_dmabuf.h>	/* guest-driver/include/uapi */
+#include <linux/virtio_dmabuf.h>	/* include/uapi: wire format, ioctls */
 
 /* Slack added to a START's wait bound before the driver gives up waiting. */
 #define VDMABUF_SYNC_SLACK_MS		2000
@@ -53,10 +53,33 @@
 #define VDMABUF_NR_EVENTS		64
 /* log2 of the hash table buckets of the per-device buffer table. */
 #define VDMABUF_TABLE_BITS		8
+/* /sys/kernel/debug/<this>: the test knobs (virtio_dmabuf_pages.c) */
+#define VDMABUF_DEBUGFS_DIR		"virtio-dmabuf"
+
+struct dentry;
+struct vdmabuf_device;
+struct vdmabuf_req;
+
+/*
+ * What the transport reports upwards, registered by virtio_dmabuf_main.c (so
+ * that the transport calls no function of the layers above it). Both are
+ * called from a worker, in process context.
+ */
+struct vdmabuf_upcalls {
+	/*
+	 * The device answered @req after its waiter had left: undo what the
+	 * answer did. The caller keeps its reference to @req.
+	 */
+	void (*late_answer)(struct vdmabuf_device *dev,
+			    struct vdmabuf_req *req);
+	/* A REVOKED event: the origin of buffer @uuid went away. */
+	void (*revoked)(struct vdmabuf_device *dev, const u8 *uuid);
+};
 
 struct vdmabuf_device {
 	struct kref ref;
 	struct virtio_device *vdev;
+	const struct vdmabuf_upcalls *upcalls;
 	int index;			/* N of /dev/virtio-dmabuf<N> */
 	char name[32];
 	struct miscdevice misc;
@@ -85,7 +108,7 @@ struct vdmabuf_device {
 
 	/* event queue */
 	struct virtqueue *evq;
-	spinlock_t evq_lock;
+	spinlock_t evq_lock;		/* evq, events */
 	struct virtio_dmabuf_event *events;
 	unsigned int nr_events;
 	struct work_struct event_work;
@@ -176,7 +199,33 @@ struct vdmabuf_req {
 	union vdmabuf_req_out out;
 };
 
-/* virtio_dmabuf_main.c */
+static inline u32 vdmabuf_req_type(const struct vdmabuf_req *req)
+{
+	return le32_to_cpu(req->in.hdr.type);
+}
+
+static inline bool vdmabuf_req_is_start(const struct vdmabuf_req *req)
+{
+	return vdmabuf_req_type(req) == VIRTIO_DMABUF_REQ_SYNC &&
+	       !(le32_to_cpu(req->in.sync.flags) & VIRTIO_DMABUF_SYNC_END);
+}
+
+/*
+ * The files and what they offer to the ones above them. Calls go one way:
+ * main -> chardev -> exporter -> request -> transport -> pages (a file may
+ * skip layers downwards, never call upwards); tools/callgraph.sh checks it.
+ */
+
+/* virtio_dmabuf_pages.c: buffer memory */
+void vdmabuf_pages_debugfs_init(struct dentry *dir);
+struct vdmabuf_pages *vdmabuf_pages_alloc(unsigned long nr);
+struct vdmabuf_pages *vdmabuf_pages_get(struct vdmabuf_pages *mem);
+void vdmabuf_pages_put(struct vdmabuf_pages *mem);
+struct virtio_dmabuf_seg *vdmabuf_pages_segs(const struct vdmabuf_pages *mem,
+					     u64 size, u32 max_segs,
+					     u32 *nr_segsp);
+
+/* virtio_dmabuf_transport.c: virtqueues, requests in flight, device reference */
 void vdmabuf_device_get(struct vdmabuf_device *dev);
 void vdmabuf_device_put(struct vdmabuf_device *dev);
 bool vdmabuf_device_gone(struct vdmabuf_device *dev);
@@ -188,15 +237,31 @@ int vdmabuf_req_set_data(struct vdmabuf_device *dev, struct vdmabuf_req *req,
 int vdmabuf_req_run(struct vdmabuf_device *dev, struct vdmabuf_req *req);
 int vdmabuf_req_run_start(struct vdmabuf_device *dev, struct vdmabuf_req *req,
 			  unsigned int bound_ms);
-int vdmabuf_req_send_release(struct vdmabuf_device *dev, const u8 *uuid,
-			     struct vdmabuf_pages *mem);
+int vdmabuf_req_status(const struct vdmabuf_req *req);
+const char *vdmabuf_req_name(const struct vdmabuf_req *req);
 void vdmabuf_device_keep_pages(struct vdmabuf_device *dev,
 			       struct vdmabuf_pages *mem);
-int vdmabuf_status_to_errno(u32 status);
+int vdmabuf_transport_init(struct vdmabuf_device *dev);
+void vdmabuf_transport_start(struct vdmabuf_device *dev);
+void vdmabuf_transport_shutdown(struct vdmabuf_device *dev);
+void vdmabuf_transport_destroy(struct vdmabuf_device *dev);
 
-/* virtio_dmabuf_buffer.c */
-struct vdmabuf_pages *vdmabuf_pages_get(struct vdmabuf_pages *mem);
-void vdmabuf_pages_put(struct vdmabuf_pages *mem);
+/* virtio_dmabuf_request.c: the device's requests, late answers */
+int vdmabuf_request_create(struct vdmabuf_device *dev,
+			   struct vdmabuf_pages *mem, u64 size, u32 flags,
+			   u8 *uuid);
+int vdmabuf_request_lookup(struct vdmabuf_device *dev, const u8 *uuid,
+			   u64 *sizep, u32 *flagsp);
+int vdmabuf_request_attach(struct vdmabuf_device *dev,
+			   struct vdmabuf_pages *mem, u64 size, const u8 *uuid);
+int vdmabuf_request_release(struct vdmabuf_device *dev, const u8 *uuid,
+			    struct vdmabuf_pages *mem);
+int vdmabuf_request_sync(struct vdmabuf_device *dev, const u8 *uuid,
+			 u64 offset, u64 len, u32 flags, u32 timeout_ms);
+void vdmabuf_request_late_answer(struct vdmabuf_device *dev,
+				 struct vdmabuf_req *req);
+
+/* virtio_dmabuf_exporter.c: buffers as dma-bufs */
 int vdmabuf_buffer_alloc(struct vdmabuf_device *dev, u64 size, u32 flags,
 			 struct dma_buf **dmabufp, u8 *uuid);
 int vdmabuf_buffer_import(struct vdmabuf_device *dev, const u8 *uuid,
@@ -204,10 +269,10 @@ int vdmabuf_buffer_import(struct vdmabuf_device *dev, const u8 *uuid,
 struct vdmabuf_buffer *vdmabuf_buffer_from_dmabuf(struct dma_buf *dmabuf);
 int vdmabuf_buffer_sync(struct vdmabuf_buffer *buf, u64 offset, u64 len,
 			u32 flags, u32 timeout_ms);
-void vdmabuf_buffer_revoke(struct vdmabuf_device *dev, const u8 *uuid);
+void vdmabuf_exporter_revoked(struct vdmabuf_device *dev, const u8 *uuid);
 
-/* virtio_dmabuf_chardev.c */
+/* virtio_dmabuf_chardev.c: /dev/virtio-dmabuf<N> */
 int vdmabuf_chardev_register(struct vdmabuf_device *dev);
 void vdmabuf_chardev_unregister(struct vdmabuf_device *dev);
 
-#endif /* _VIRTIO_DMABUF_H */
+#endif /* _VIRTIO_DMABUF_INTERNAL_H */

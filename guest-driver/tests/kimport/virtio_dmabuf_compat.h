@@ -1,0 +1,1 @@
+../../virtio_dmabuf_compat.h

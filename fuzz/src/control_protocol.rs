@@ -30,9 +30,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use vhost_device_dmabuf::memory::{GuestMem, SegListBuilder};
+use vhost_device_dmabuf::memory::GuestMem;
 use vhost_device_dmabuf::registry::{GuestPort, HostSession, Limits, Registry, VmHandle};
 use virtio_dmabuf_proto::control::{op, MAGIC, MAX_PAYLOAD};
+use virtio_dmabuf_proto::request::{CreateFlags, CreateRequest};
+use virtio_dmabuf_proto::segments::SegmentList;
 use virtio_dmabuf_proto::virtio::{buf_flags, Event, Uuid};
 use virtio_dmabuf_proto::Status;
 use vm_memory::{GuestAddress, GuestMemoryAtomic};
@@ -44,7 +46,9 @@ const ANSWER_BOUND: Duration = Duration::from_secs(10);
 struct NoEvents;
 
 impl GuestPort for NoEvents {
-    fn post_event(&self, _event: &Event) {}
+    fn post_event(&self, _event: &Event) -> bool {
+        false
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -152,12 +156,13 @@ impl World {
         };
         match kind {
             FixtureKind::Guest => {
-                let mut b = SegListBuilder::default();
-                b.push(0x10000, 0x1000).expect("segment");
-                b.push(0x30000, 0x1000).expect("segment");
-                self.registry
-                    .create(&self.vm, 0x2000, 0, b)
-                    .expect("guest fixture")
+                let req = CreateRequest {
+                    size: 0x2000,
+                    flags: CreateFlags::default(),
+                    segments: SegmentList::from_pairs([(0x10000, 0x1000), (0x30000, 0x1000)])
+                        .expect("segments"),
+                };
+                self.registry.create(&self.vm, req).expect("guest fixture")
             }
             FixtureKind::Host => share(0x2000, 0),
             FixtureKind::ReadOnly => share(0x1000, buf_flags::READ_ONLY),

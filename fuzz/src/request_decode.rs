@@ -30,16 +30,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use vhost_device_dmabuf::memory::{check_range, GuestMem, MemError, SegList, SegListBuilder};
+use vhost_device_dmabuf::memory::{check_range, GuestMem, MemError, SegList};
 use vhost_device_dmabuf::registry::{HostSession, Limits, Registry};
 use vhost_device_dmabuf::vhu_dmabuf::DmabufBackend;
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
-use virtio_dmabuf_proto::virtio::{
-    buf_flags, req, SyncReq, Uuid, REQUEST_QUEUE, VIRTIO_DMABUF_F_IMPORT,
-};
+use virtio_dmabuf_proto::request::{CreateFlags, CreateRequest};
+use virtio_dmabuf_proto::segments::SegmentList;
+use virtio_dmabuf_proto::virtio::{buf_flags, req, Uuid, REQUEST_QUEUE, VIRTIO_DMABUF_F_IMPORT};
 use virtio_dmabuf_proto::Status;
 use virtio_queue::QueueT;
-use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryAtomic};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryAtomic};
 use vmm_sys_util::epoll::EventSet;
 
 const QUEUE_SIZE: u16 = 128;
@@ -181,11 +181,12 @@ impl World {
             DmabufBackend::new(registry.clone(), "owner", GuestMemoryAtomic::new(owner_mem))
                 .expect("owner backend");
         let create = |gpa: u64, size: u64, flags: u32| {
-            let mut b = SegListBuilder::default();
-            b.push(gpa, size).expect("fixture segment");
-            registry
-                .create(owner.vm(), size, flags, b)
-                .expect("fixture buffer")
+            let req = CreateRequest {
+                size,
+                flags: CreateFlags::from_bits(flags).expect("fixture flags"),
+                segments: SegmentList::from_pairs([(gpa, size)]).expect("fixture segment"),
+            };
+            registry.create(owner.vm(), req).expect("fixture buffer")
         };
         let plain = create(0x10000, 8192, 0);
         let read_only = create(0x20000, 4096, buf_flags::READ_ONLY);
@@ -480,9 +481,7 @@ enum SegVerdict {
 fn seg_verdict(segs: &[(u64, u64)], size: u64, mem: &GuestMem) -> SegVerdict {
     match SegList::build(segs.iter().copied(), size, mem) {
         Ok(list) => SegVerdict::Ok(list.runs() as u64),
-        Err(e @ (MemError::ZeroLength(_) | MemError::Overflow { .. })) => {
-            SegVerdict::Parse(e.status())
-        }
+        Err(e @ MemError::Segment(_)) => SegVerdict::Parse(e.status()),
         Err(e) => SegVerdict::Finish(e.status()),
     }
 }
@@ -778,6 +777,16 @@ pub fn run(data: &[u8]) {
     w.backend.reset_device();
 }
 
+/// A SYNC as the model reads it.
+struct Op {
+    uuid: Uuid,
+    offset: u64,
+    len: u64,
+    read: bool,
+    write: bool,
+    end: bool,
+}
+
 /// The UUID of a SYNC request (the generation of that buffer is watched).
 fn sync_target(b: &[u8]) -> Option<Uuid> {
     (b.len() >= 48 && le32(b, 0) == req::SYNC && le32(b, 4) == 0).then(|| uuid_at(b, 8))
@@ -955,16 +964,27 @@ fn expect(w: &World, m: &mut Model, spec: &ChainSpec<'_>, b: &[u8], import: bool
             if b.len() < 48 {
                 return status(Status::InvalidRequest);
             }
-            let body = SyncReq::from_slice(&b[8..48]).expect("40 bytes");
-            let op = match body.decode() {
-                Ok(op) => op,
-                Err(s) => return status(s),
-            };
-            assert!(op.len > 0 && op.offset.checked_add(op.len).is_some());
-            assert!(op.read || op.write);
-            if op.end && op.timeout_ms != 0 {
+            // The spec's rules for the SYNC body (section 6.6), independently of the decoder.
+            let (uuid, offset, len) = (uuid_at(b, 8), le64(b, 24), le64(b, 32));
+            let (flags, timeout_ms) = (le32(b, 40), le32(b, 44));
+            let (read, write, end) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
+            if flags & !7 != 0 || !(read || write) {
                 return status(Status::InvalidRequest);
             }
+            if len == 0 || offset.checked_add(len).is_none() {
+                return status(Status::InvalidSize);
+            }
+            if end && timeout_ms != 0 {
+                return status(Status::InvalidRequest);
+            }
+            let op = Op {
+                uuid,
+                offset,
+                len,
+                read,
+                write,
+                end,
+            };
             let Some(h) = m.held.get(&op.uuid).cloned() else {
                 return status(Status::NotFound);
             };

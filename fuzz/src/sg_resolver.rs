@@ -30,6 +30,7 @@
 use std::sync::OnceLock;
 
 use vhost_device_dmabuf::memory::{check_range, copy_slices, GuestMem, MemError, SegList};
+use virtio_dmabuf_proto::segments::SegmentError;
 use virtio_dmabuf_proto::Status;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, VolatileSlice};
 
@@ -155,14 +156,19 @@ fn pieces(segs: &[(u64, u64)], offset: u64, len: u64) -> Vec<(u64, u64)> {
 fn reference(segs: &[(u64, u64)], size: u64) -> Result<(), MemError> {
     for (index, &(addr, len)) in segs.iter().enumerate() {
         if len == 0 {
-            return Err(MemError::ZeroLength(index));
+            return Err(MemError::Segment(SegmentError::ZeroLength { index }));
         }
         if addr.checked_add(len).is_none() {
-            return Err(MemError::Overflow { index, addr, len });
+            return Err(MemError::Segment(SegmentError::Overflow {
+                index,
+                addr,
+                len,
+            }));
         }
     }
-    let total = segs.iter().fold(0u64, |t, s| t.saturating_add(s.1));
-    if total != size || segs.is_empty() {
+    // The sum of the lengths, without overflow (None: more than 2^64, which matches no size).
+    let total = segs.iter().try_fold(0u64, |t, s| t.checked_add(s.1));
+    if total != Some(size) || segs.is_empty() {
         return Err(MemError::SizeMismatch {
             expected: size,
             actual: total,
@@ -252,10 +258,12 @@ pub fn run(data: &[u8]) {
         (Err(got), Err(want)) => {
             assert!(same_kind(&got, &want), "{got:?}, expected {want:?}");
             let status = match want {
-                MemError::ZeroLength(_)
+                MemError::Segment(SegmentError::ZeroLength { .. })
                 | MemError::SizeMismatch { .. }
                 | MemError::OutOfRange { .. } => Status::InvalidSize,
-                MemError::Overflow { .. } | MemError::NotRam { .. } => Status::InvalidAddress,
+                MemError::Segment(SegmentError::Overflow { .. }) | MemError::NotRam { .. } => {
+                    Status::InvalidAddress
+                }
             };
             assert_eq!(got.status(), status, "{got:?}");
             return;

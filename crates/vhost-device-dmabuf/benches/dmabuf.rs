@@ -553,7 +553,7 @@ fn main() {
         "  floor: memcpy 64 MiB                       {:>8.2}",
         m / 1e9
     );
-    registry.reset_domain(ctl_domain, true);
+    registry.remove_domain(ctl_domain);
 
     println!();
     println!(

@@ -145,7 +145,7 @@ fn accept(registry: &Arc<Registry>, mut stream: UnixStream, clients: &Arc<Atomic
             if let Err(e) = conn.run() {
                 debug!("control: pid {pid}: {e}");
             }
-            registry.reset_domain(domain, true);
+            registry.remove_domain(domain);
             clients.fetch_sub(1, Ordering::SeqCst);
             debug!("control: pid {pid} gone");
         });

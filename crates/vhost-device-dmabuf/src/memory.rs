@@ -7,6 +7,7 @@
 //! All host memory is reached through vm-memory's bounds-checked [`VolatileSlice`]s.
 
 use thiserror::Error;
+use virtio_dmabuf_proto::segments::{Run, SegmentError, SegmentList};
 use virtio_dmabuf_proto::Status;
 use vm_memory::{
     Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, VolatileSlice,
@@ -18,19 +19,9 @@ pub type GuestMem = GuestMemoryMmap<()>;
 /// Why a segment list or a range was refused.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum MemError {
-    /// A segment of length zero.
-    #[error("segment {0} has length zero")]
-    ZeroLength(usize),
-    /// `addr + len` does not fit in 64 bits.
-    #[error("segment {index} at {addr:#x} + {len:#x} overflows")]
-    Overflow {
-        /// Segment index.
-        index: usize,
-        /// Guest-physical address.
-        addr: u64,
-        /// Length.
-        len: u64,
-    },
+    /// A segment refused by itself (zero length, overflowing end).
+    #[error("invalid segment")]
+    Segment(#[from] SegmentError),
     /// Part of a run is not guest RAM (outside every region, or in a hole).
     #[error("guest range {addr:#x}+{len:#x} is not guest RAM")]
     NotRam {
@@ -40,12 +31,12 @@ pub enum MemError {
         len: u64,
     },
     /// The lengths do not add up to the declared size.
-    #[error("segments add up to {actual} bytes, expected {expected}")]
+    #[error("segments add up to {actual:?} bytes (None: more than 2^64), expected {expected}")]
     SizeMismatch {
         /// Declared size.
         expected: u64,
-        /// Sum of the lengths (saturating).
-        actual: u64,
+        /// Sum of the lengths, `None` if it overflows.
+        actual: Option<u64>,
     },
     /// A range outside the buffer.
     #[error("range {offset}+{len} outside a buffer of {size} bytes")]
@@ -60,29 +51,20 @@ pub enum MemError {
 }
 
 impl MemError {
-    /// The device status this error is reported with.
+    /// The status of a segment list refused for this reason (spec section 6.2).
     pub fn status(&self) -> Status {
         match self {
-            MemError::Overflow { .. } | MemError::NotRam { .. } => Status::InvalidAddress,
-            MemError::ZeroLength(_)
+            MemError::Segment(SegmentError::Overflow { .. }) | MemError::NotRam { .. } => {
+                Status::InvalidAddress
+            }
+            MemError::Segment(SegmentError::ZeroLength { .. })
             | MemError::SizeMismatch { .. }
             | MemError::OutOfRange { .. } => Status::InvalidSize,
         }
     }
 }
 
-/// One coalesced run of guest-physical memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Run {
-    /// Offset of the run's first byte within the buffer.
-    offset: u64,
-    /// Guest-physical address of the run.
-    gpa: u64,
-    /// Length in bytes.
-    len: u64,
-}
-
-/// A validated, coalesced scatter-gather list.
+/// A validated, coalesced scatter-gather list whose runs were guest RAM when it was made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegList {
     runs: Vec<Run>,
@@ -90,17 +72,31 @@ pub struct SegList {
 }
 
 impl SegList {
+    /// Check a decoded list against the size it must add up to and against `mem`.
+    pub fn new(list: SegmentList, size: u64, mem: &GuestMem) -> Result<SegList, MemError> {
+        if !list.adds_up_to(size) || list.runs().is_empty() {
+            return Err(MemError::SizeMismatch {
+                expected: size,
+                actual: list.total(),
+            });
+        }
+        for run in list.runs() {
+            check_ram(mem, run.gpa, run.len)?;
+        }
+        let mut runs = list.into_runs();
+        if runs.capacity() > runs.len() + runs.len() / 8 {
+            runs.shrink_to_fit();
+        }
+        Ok(SegList { runs, size })
+    }
+
     /// Build a list from `(addr, len)` pairs, coalescing contiguous neighbours, and check it
     /// against `mem`. `size` is the size the lengths must add up to.
     pub fn build<I>(segs: I, size: u64, mem: &GuestMem) -> Result<SegList, MemError>
     where
         I: IntoIterator<Item = (u64, u64)>,
     {
-        let mut b = SegListBuilder::default();
-        for (addr, len) in segs {
-            b.push(addr, len)?;
-        }
-        b.finish(size, mem)
+        SegList::new(SegmentList::from_pairs(segs)?, size, mem)
     }
 
     /// Buffer size in bytes.
@@ -149,68 +145,6 @@ impl SegList {
             pos += take;
         }
         Ok(out)
-    }
-}
-
-/// Accumulates a segment list as it is read, coalescing as it goes, so a long list never
-/// exists in memory twice.
-#[derive(Debug, Default)]
-pub struct SegListBuilder {
-    runs: Vec<Run>,
-    total: u64,
-    count: usize,
-}
-
-impl SegListBuilder {
-    /// A builder expecting about `n` segments (reserves address space, touches nothing).
-    pub fn with_capacity(n: usize) -> SegListBuilder {
-        SegListBuilder {
-            runs: Vec::with_capacity(n),
-            total: 0,
-            count: 0,
-        }
-    }
-
-    /// Add the next segment.
-    pub fn push(&mut self, addr: u64, len: u64) -> Result<(), MemError> {
-        let index = self.count;
-        self.count += 1;
-        if len == 0 {
-            return Err(MemError::ZeroLength(index));
-        }
-        // Every segment's end fits in 64 bits, so a coalesced run's end does too.
-        addr.checked_add(len)
-            .ok_or(MemError::Overflow { index, addr, len })?;
-        match self.runs.last_mut() {
-            Some(last) if last.gpa + last.len == addr => last.len += len,
-            _ => self.runs.push(Run {
-                offset: self.total,
-                gpa: addr,
-                len,
-            }),
-        }
-        self.total = self.total.saturating_add(len);
-        Ok(())
-    }
-
-    /// Check the sum against `size` and every run against guest memory.
-    pub fn finish(mut self, size: u64, mem: &GuestMem) -> Result<SegList, MemError> {
-        if self.total != size || self.runs.is_empty() {
-            return Err(MemError::SizeMismatch {
-                expected: size,
-                actual: self.total,
-            });
-        }
-        for run in &self.runs {
-            check_ram(mem, run.gpa, run.len)?;
-        }
-        if self.runs.capacity() > self.runs.len() + self.runs.len() / 8 {
-            self.runs.shrink_to_fit();
-        }
-        Ok(SegList {
-            runs: self.runs,
-            size,
-        })
     }
 }
 
@@ -335,11 +269,11 @@ pub(crate) mod tests {
         ));
         assert!(matches!(
             SegList::build([(u64::MAX - 10, 0x1000)], 0x1000, &mem),
-            Err(MemError::Overflow { .. })
+            Err(MemError::Segment(SegmentError::Overflow { .. }))
         ));
         assert_eq!(
             SegList::build([(0x1000, 0)], 0, &mem),
-            Err(MemError::ZeroLength(0))
+            Err(MemError::Segment(SegmentError::ZeroLength { index: 0 }))
         );
         assert!(matches!(
             SegList::build([(0x1000, 0x1000)], 0x2000, &mem),

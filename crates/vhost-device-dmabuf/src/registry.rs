@@ -18,13 +18,43 @@ use std::time::{Duration, Instant};
 use dmabuf_sys_util::dma_buf::CpuAccess;
 use log::{debug, info, warn};
 use virtio_dmabuf_proto::control::{self, BufInfo};
-use virtio_dmabuf_proto::virtio::{self, buf_flags, Event, SyncOp, Uuid};
+use virtio_dmabuf_proto::request::{AttachRequest, CreateRequest, SyncPhase, SyncRequest};
+use virtio_dmabuf_proto::virtio::{self, buf_flags, Event, Uuid};
 use virtio_dmabuf_proto::Status;
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, VolatileSlice};
 
 use crate::arbiter::{Access, Arbiter, Begin, DomainId, Grants, Ticket};
 use crate::hostfile::{HostFile, HostKind};
-use crate::memory::{check_range, copy_slices, GuestMem, MemError, SegList, SegListBuilder};
+use crate::memory::{check_range, copy_slices, GuestMem, MemError, SegList};
+
+/// A begin or end, for any domain (transitional).
+struct SyncOp {
+    uuid: Uuid,
+    offset: u64,
+    len: u64,
+    read: bool,
+    write: bool,
+    end: bool,
+    timeout_ms: u32,
+}
+
+impl From<&SyncRequest> for SyncOp {
+    fn from(r: &SyncRequest) -> SyncOp {
+        let (end, timeout_ms) = match r.phase {
+            SyncPhase::Start { timeout_ms } => (false, timeout_ms),
+            SyncPhase::End => (true, 0),
+        };
+        SyncOp {
+            uuid: r.uuid,
+            offset: r.offset,
+            len: r.len,
+            read: r.dir != virtio_dmabuf_proto::Direction::Write,
+            write: r.dir.writes(),
+            end,
+            timeout_ms,
+        }
+    }
+}
 
 /// Called once with the final status of a parked begin.
 pub type Completion = Box<dyn FnOnce(Status) + Send>;
@@ -90,7 +120,7 @@ impl Limits {
 /// What a guest offers the registry: its memory and a way to post events.
 pub trait GuestPort: Send + Sync {
     /// Post an event on the event queue; dropped if the driver offered no buffer.
-    fn post_event(&self, event: &Event);
+    fn post_event(&self, event: &Event) -> bool;
 }
 
 /// One VM connection as the registry sees it.
@@ -402,22 +432,11 @@ impl Registry {
     // ---------------------------------------------------------------- guest requests
 
     /// CREATE: register guest pages as a new buffer.
-    pub fn create(
-        &self,
-        vm: &Arc<VmHandle>,
-        size: u64,
-        flags: u32,
-        segs: SegListBuilder,
-    ) -> Result<Uuid, Status> {
-        if flags & !buf_flags::CREATE_MASK != 0 {
-            return Err(Status::InvalidRequest);
-        }
-        if size == 0 {
-            return Err(Status::InvalidSize);
-        }
+    pub fn create(&self, vm: &Arc<VmHandle>, req: CreateRequest) -> Result<Uuid, Status> {
+        let (size, flags) = (req.size, req.flags.bits());
         let list = {
             let mem = vm.mem.memory();
-            segs.finish(size, &mem).map_err(|e| e.status())?
+            SegList::new(req.segments, size, &mem).map_err(|e| e.status())?
         };
         let mut inner = lock(&self.inner);
         let runs = list.runs() as u64;
@@ -485,12 +504,8 @@ impl Registry {
     }
 
     /// ATTACH: this VM's pages become its copy of a buffer registered elsewhere.
-    pub fn attach(
-        &self,
-        vm: &Arc<VmHandle>,
-        uuid: &Uuid,
-        segs: SegListBuilder,
-    ) -> Result<(), Status> {
+    pub fn attach(&self, vm: &Arc<VmHandle>, req: AttachRequest) -> Result<(), Status> {
+        let uuid = &req.uuid;
         let buf = self.buffer(uuid).ok_or(Status::NotFound)?;
         if !self.visible_to_vm(&buf, vm) {
             return Err(Status::NotFound);
@@ -500,7 +515,7 @@ impl Registry {
         }
         let list = {
             let mem = vm.mem.memory();
-            segs.finish(buf.size, &mem).map_err(|e| e.status())?
+            SegList::new(req.segments, buf.size, &mem).map_err(|e| e.status())?
         };
         let runs = list.runs() as u64;
         let mut inner = lock(&self.inner);
@@ -557,7 +572,8 @@ impl Registry {
     }
 
     /// SYNC from a VM. START may park: then `done` is called later, exactly once.
-    pub fn guest_sync(&self, vm: &VmHandle, op: &SyncOp, done: Completion) -> BeginResult {
+    pub fn guest_sync(&self, vm: &VmHandle, req: &SyncRequest, done: Completion) -> BeginResult {
+        let op = &SyncOp::from(req);
         let role = lock(&self.inner)
             .domains
             .get(&vm.domain)
@@ -749,7 +765,9 @@ impl Registry {
                     h.0 = Role::Revoked;
                 }
             }
-            copy.vm.port.post_event(&event);
+            if !copy.vm.port.post_event(&event) {
+                self.stats.dropped_events.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if buf.owner == Owner::Host {
             inner.host_buffers = inner.host_buffers.saturating_sub(1);
@@ -760,7 +778,16 @@ impl Registry {
 
     /// A domain was reset (device reset) or went away (`remove`): release everything it held,
     /// drop its accesses and waiters everywhere, and answer the waiters that unblocks.
-    pub fn reset_domain(&self, domain: DomainId, remove: bool) {
+    pub fn reset_domain(&self, domain: DomainId) {
+        self.release_domain(domain, false);
+    }
+
+    /// A domain went away for good.
+    pub fn remove_domain(&self, domain: DomainId) {
+        self.release_domain(domain, true);
+    }
+
+    fn release_domain(&self, domain: DomainId, remove: bool) {
         let mut fired = Fire::new();
         {
             let mut inner = lock(&self.inner);
@@ -876,11 +903,14 @@ impl Registry {
                 }
                 // The owner learns it like an importer does.
                 if let Origin::Guest { vm, .. } = &buf.origin {
-                    vm.port.post_event(&Event {
+                    let delivered = vm.port.post_event(&Event {
                         type_: virtio::event::REVOKED.to_le(),
                         reserved: 0,
                         uuid: *uuid,
                     });
+                    if !delivered {
+                        self.stats.dropped_events.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             self.destroy_locked(&mut inner, &buf, &mut fired);
@@ -937,7 +967,7 @@ impl Registry {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
             if gone() {
-                self.reset_domain(domain, false);
+                self.reset_domain(domain);
                 return Status::Cancelled;
             }
             if Instant::now() >= deadline {
@@ -1320,6 +1350,6 @@ impl HostSession {
 
 impl Drop for HostSession {
     fn drop(&mut self) {
-        self.registry.reset_domain(self.domain, true);
+        self.registry.remove_domain(self.domain);
     }
 }

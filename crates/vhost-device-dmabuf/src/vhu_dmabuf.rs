@@ -1,12 +1,27 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
-//! The vhost-user glue: virtqueues in, registry calls, responses out (spec sections 6 and 9).
+//! The vhost-user glue: virtqueues in, typed requests to the registry, responses out (spec
+//! sections 6 and 9).
 //!
-//! One [`DmabufBackend`] serves one VM connection. Requests are decoded from the device-readable
-//! part of each chain as one byte stream, whatever the descriptor boundaries; responses go to the
-//! device-writable part the same way. A SYNC START that must wait leaves its chain unused; the
-//! registry completes it later from whichever thread unblocks it.
+//! One [`DmabufBackend`] serves one VM connection. A chain's device-readable part is read with
+//! virtio-queue's [`Reader`] and decoded by the wire-format crate into a typed
+//! [`Request`](virtio_dmabuf_proto::request::Request); the response goes out through a
+//! [`Writer`] over the device-writable part. A SYNC START that must wait leaves its chain unused;
+//! the registry completes it later from whichever thread unblocks it.
+//!
+//! Reader and Writer do not follow the spec's chain rules in two places, so [`ChainShape`] walks
+//! each chain once before they do (a thin layer, nothing else):
+//! * `DescriptorChain`'s iterator ends quietly at a loop, after more descriptors than the queue
+//!   size, or at an indirect table it cannot read; Reader and Writer would take what came until
+//!   then for the whole chain. The spec has such a chain marked used with length 0, not acted on.
+//! * `readable()` and `writable()` pick descriptors by direction wherever they are, so a readable
+//!   descriptor after a writable one would be read as part of the request; the spec answers it
+//!   `INVALID_REQUEST`.
+//!
+//! And one difference is deliberate: a Writer resolves the whole writable part when it is made,
+//! so a writable descriptor outside guest RAM makes the chain unanswerable (used length 0) before
+//! the request is acted on, where the device used to act and then fail to answer.
 
-use std::io;
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,21 +34,19 @@ use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::bindings::virtio_ring::{
     VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
 };
+use virtio_dmabuf_proto::request::{read_body, read_header, DecodeLimits, Request, SyncRequest};
 use virtio_dmabuf_proto::virtio::{
-    self as wire, req, AttachReq, CreateReq, CreateResp, Event, LookupResp, ReqHdr, RespHdr,
-    SyncReq, UuidReq, VIRTIO_DMABUF_F_IMPORT,
+    self as wire, CreateResp, Event, LookupResp, RespHdr, VIRTIO_DMABUF_F_IMPORT,
 };
 use virtio_dmabuf_proto::Status;
-use virtio_queue::{DescriptorChain, QueueT};
-use vm_memory::{
-    ByteValued, Bytes, GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard,
-};
+use virtio_queue::{DescriptorChain, QueueT, Reader, Writer};
+use vm_memory::{ByteValued, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{
     new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
 };
 
-use crate::memory::{GuestMem, SegListBuilder};
+use crate::memory::GuestMem;
 use crate::poll::AdaptivePoll;
 use crate::registry::{BeginResult, Completion, GuestPort, Registry, VmHandle};
 
@@ -46,12 +59,18 @@ pub enum VhuError {
     /// An event for a queue we do not have.
     #[error("unexpected device event {0}")]
     UnknownEvent(u16),
-    /// The queue could not be accessed.
-    #[error("virtqueue: {0}")]
-    Queue(String),
+    /// The driver's notifications could not be enabled or disabled.
+    #[error("cannot set the request queue's notification suppression")]
+    Notification(#[source] virtio_queue::Error),
+    /// A chain could not be marked used.
+    #[error("cannot mark a descriptor chain used")]
+    AddUsed(#[source] virtio_queue::Error),
+    /// The driver could not be notified.
+    #[error("cannot signal the used queue")]
+    Signal(#[source] io::Error),
     /// Could not create the exit event.
-    #[error("exit event: {0}")]
-    ExitEvent(io::Error),
+    #[error("cannot create the exit event")]
+    ExitEvent(#[source] io::Error),
 }
 
 impl From<VhuError> for io::Error {
@@ -62,8 +81,44 @@ impl From<VhuError> for io::Error {
 
 type Mem = GuestMemoryLoadGuard<GuestMem>;
 
-fn queue_err(e: impl std::fmt::Display) -> VhuError {
-    VhuError::Queue(e.to_string())
+/// How a chain is laid out, as far as virtio-queue's Reader and Writer do not check it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ChainShape {
+    /// The chain ends with a descriptor without NEXT (not a loop, not cut short).
+    walkable: bool,
+    /// A readable descriptor comes after a writable one.
+    misordered: bool,
+}
+
+impl ChainShape {
+    fn of(chain: &DescriptorChain<Mem>) -> ChainShape {
+        let (mut any, mut last_has_next, mut seen_writable, mut misordered) =
+            (false, false, false, false);
+        for desc in chain.clone() {
+            any = true;
+            last_has_next = desc.has_next();
+            if desc.is_write_only() {
+                seen_writable = true;
+            } else if seen_writable {
+                misordered = true;
+            }
+        }
+        ChainShape {
+            walkable: any && !last_has_next,
+            misordered,
+        }
+    }
+}
+
+/// Write `bytes` as the response; the used length (the bytes written).
+fn respond(out: &mut Writer<'_>, bytes: &[u8]) -> u32 {
+    // The caller checked the capacity; a short write still reports what landed.
+    let _ = out.write_all(bytes);
+    u32::try_from(out.bytes_written()).unwrap_or(0)
+}
+
+fn respond_status(out: &mut Writer<'_>, status: Status) -> u32 {
+    respond(out, RespHdr::new(status).as_slice())
 }
 
 /// Enable or disable the driver's notifications, under the ring lock and only while the queue is
@@ -75,12 +130,30 @@ fn set_notification(vring: &VringRwLock, enable: bool) -> Result<Option<bool>, V
         return Ok(None);
     }
     if enable {
-        state.enable_notification().map(Some).map_err(queue_err)
+        state
+            .enable_notification()
+            .map(Some)
+            .map_err(VhuError::Notification)
     } else {
         state
             .disable_notification()
             .map(|()| Some(false))
-            .map_err(queue_err)
+            .map_err(VhuError::Notification)
+    }
+}
+
+/// Mark `head` used with `len` bytes and notify the driver if it asks to be (for answers given
+/// outside the worker's drain: parked STARTs, events). Failures only log: the ring is the
+/// driver's, and a broken one is its problem.
+fn complete(vring: &VringRwLock, head: u16, len: u32) {
+    if let Err(e) = vring.add_used(head, len) {
+        debug!("marking chain {head} used: {e}");
+        return;
+    }
+    if vring.needs_notification().unwrap_or(true) {
+        if let Err(e) = vring.signal_used_queue() {
+            debug!("signalling the used queue: {e}");
+        }
     }
 }
 
@@ -90,24 +163,26 @@ struct Rings {
     vrings: Mutex<Option<Vec<VringRwLock>>>,
 }
 
-struct Port {
-    rings: Arc<Rings>,
-    mem: GuestMemoryAtomic<GuestMem>,
-    dropped: AtomicU64,
-}
-
-impl GuestPort for Port {
-    fn post_event(&self, event: &Event) {
-        let Some(vring) = self
-            .rings
-            .vrings
+impl Rings {
+    fn get(&self, index: u16) -> Option<VringRwLock> {
+        self.vrings
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .and_then(|v| v.get(wire::EVENT_QUEUE as usize).cloned())
-        else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+            .and_then(|v| v.get(usize::from(index)).cloned())
+    }
+}
+
+/// The event queue of one VM, as the registry posts to it.
+struct EventPort {
+    rings: Arc<Rings>,
+    mem: GuestMemoryAtomic<GuestMem>,
+}
+
+impl GuestPort for EventPort {
+    fn post_event(&self, event: &Event) -> bool {
+        let Some(vring) = self.rings.get(wire::EVENT_QUEUE) else {
+            return false;
         };
         let mem = self.mem.memory();
         let chain = vring
@@ -115,157 +190,17 @@ impl GuestPort for Port {
             .get_queue_mut()
             .pop_descriptor_chain(mem.clone());
         let Some(chain) = chain else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
             debug!("event queue empty: event dropped");
-            return;
+            return false;
         };
         let head = chain.head_index();
-        let len = match Walk::new(chain) {
-            Some(w) => ResponseWriter::new(&w.writable).write(&mem, event.as_slice()),
-            None => 0,
+        let len = if ChainShape::of(&chain).walkable {
+            Writer::new(&*mem, chain).map_or(0, |mut out| respond(&mut out, event.as_slice()))
+        } else {
+            0
         };
-        if vring.add_used(head, len).is_ok() && vring.needs_notification().unwrap_or(true) {
-            let _ = vring.signal_used_queue();
-        }
-    }
-}
-
-/// The descriptors of one chain, split into the readable and writable parts.
-struct Walk {
-    head: u16,
-    readable: Vec<(u64, u32)>,
-    writable: Vec<(u64, u32)>,
-    /// A readable descriptor came after a writable one.
-    misordered: bool,
-}
-
-impl Walk {
-    /// `None` if the chain cannot be walked (loop, too long, unreadable indirect table).
-    fn new(chain: DescriptorChain<Mem>) -> Option<Walk> {
-        let head = chain.head_index();
-        let mut w = Walk {
-            head,
-            readable: Vec::new(),
-            writable: Vec::new(),
-            misordered: false,
-        };
-        let mut last_has_next = false;
-        let mut any = false;
-        for desc in chain {
-            any = true;
-            last_has_next = desc.has_next();
-            let d = (desc.addr().0, desc.len());
-            if desc.is_write_only() {
-                w.writable.push(d);
-            } else {
-                if !w.writable.is_empty() {
-                    w.misordered = true;
-                }
-                w.readable.push(d);
-            }
-        }
-        (any && !last_has_next).then_some(w)
-    }
-}
-
-/// Reads the readable part as one stream.
-struct RequestReader<'a> {
-    descs: &'a [(u64, u32)],
-    idx: usize,
-    off: u32,
-}
-
-impl<'a> RequestReader<'a> {
-    fn new(descs: &'a [(u64, u32)]) -> Self {
-        RequestReader {
-            descs,
-            idx: 0,
-            off: 0,
-        }
-    }
-
-    /// Fill `buf` exactly; `Err` if the request is shorter or points outside guest memory.
-    fn read(&mut self, mem: &GuestMem, buf: &mut [u8]) -> Result<(), Status> {
-        let mut pos = 0;
-        while pos < buf.len() {
-            let &(addr, len) = self.descs.get(self.idx).ok_or(Status::InvalidRequest)?;
-            let avail = (len - self.off) as usize;
-            if avail == 0 {
-                self.idx += 1;
-                self.off = 0;
-                continue;
-            }
-            let n = avail.min(buf.len() - pos);
-            let a = addr
-                .checked_add(u64::from(self.off))
-                .ok_or(Status::InvalidAddress)?;
-            mem.read_slice(&mut buf[pos..pos + n], GuestAddress(a))
-                .map_err(|_| Status::InvalidAddress)?;
-            pos += n;
-            // `n <= avail <= u32::MAX`.
-            self.off += n as u32;
-        }
-        Ok(())
-    }
-
-    fn read_obj<T: ByteValued + Default>(&mut self, mem: &GuestMem) -> Result<T, Status> {
-        let mut v = T::default();
-        self.read(mem, v.as_mut_slice())?;
-        Ok(v)
-    }
-
-    /// Read `n` little-endian segments into a builder, 64 KiB at a time.
-    fn read_segments(&mut self, mem: &GuestMem, n: usize) -> Result<SegListBuilder, Status> {
-        const CHUNK: usize = 4096;
-        let mut b = SegListBuilder::with_capacity(n);
-        let mut raw = vec![0u8; CHUNK.min(n) * 16];
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(CHUNK);
-            self.read(mem, &mut raw[..k * 16])?;
-            for c in raw[..k * 16].chunks_exact(16) {
-                let (a, l) = c.split_at(8);
-                let addr = u64::from_le_bytes(a.try_into().unwrap_or_default());
-                let len = u64::from_le_bytes(l.try_into().unwrap_or_default());
-                b.push(addr, len).map_err(|e| e.status())?;
-            }
-            left -= k;
-        }
-        Ok(b)
-    }
-}
-
-/// Writes the writable part as one stream.
-struct ResponseWriter<'a> {
-    descs: &'a [(u64, u32)],
-}
-
-impl<'a> ResponseWriter<'a> {
-    fn new(descs: &'a [(u64, u32)]) -> Self {
-        ResponseWriter { descs }
-    }
-
-    fn capacity(&self) -> u64 {
-        self.descs.iter().map(|d| u64::from(d.1)).sum()
-    }
-
-    /// Write `data` from the start; returns the bytes written (0 if memory is unreachable).
-    fn write(&self, mem: &GuestMem, data: &[u8]) -> u32 {
-        let mut pos = 0;
-        for &(addr, len) in self.descs {
-            if pos == data.len() {
-                break;
-            }
-            let n = (len as usize).min(data.len() - pos);
-            if mem
-                .write_slice(&data[pos..pos + n], GuestAddress(addr))
-                .is_err()
-            {
-                return 0;
-            }
-            pos += n;
-        }
-        u32::try_from(pos).unwrap_or(0)
+        complete(&vring, head, len);
+        true
     }
 }
 
@@ -304,10 +239,9 @@ impl DmabufBackend {
         mem: GuestMemoryAtomic<GuestMem>,
     ) -> Result<DmabufBackend, VhuError> {
         let rings = Arc::new(Rings::default());
-        let port = Arc::new(Port {
+        let port = Arc::new(EventPort {
             rings: rings.clone(),
             mem: mem.clone(),
-            dropped: AtomicU64::new(0),
         });
         let vm = registry.add_vm(name, mem, port);
         let exit =
@@ -331,7 +265,9 @@ impl DmabufBackend {
 
     /// Stop the worker thread (after the connection ended).
     pub fn signal_exit(&self) {
-        let _ = self.0.exit.1.notify();
+        if let Err(e) = self.0.exit.1.notify() {
+            warn!("{}: cannot signal the worker to exit: {e}", self.0.vm.name);
+        }
     }
 
     /// The connection is gone: release everything the VM held.
@@ -343,7 +279,7 @@ impl DmabufBackend {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
         self.0.quiesce();
-        self.0.registry.reset_domain(self.0.vm.domain, true);
+        self.0.registry.remove_domain(self.0.vm.domain);
     }
 }
 
@@ -376,7 +312,7 @@ impl VmBackend {
             }
             let (popped, used_any) = self.drain(vring)?;
             if used_any && vring.needs_notification().unwrap_or(true) {
-                vring.signal_used_queue().map_err(queue_err)?;
+                vring.signal_used_queue().map_err(VhuError::Signal)?;
             }
             if expect_chain && popped == 0 {
                 // The avail index moved but no chain can be taken: the driver published an index
@@ -417,7 +353,7 @@ impl VmBackend {
             let head = chain.head_index();
             match self.process_chain(vring, &mem, chain) {
                 Outcome::Used(len) => {
-                    vring.add_used(head, len).map_err(queue_err)?;
+                    vring.add_used(head, len).map_err(VhuError::AddUsed)?;
                     used_any = true;
                 }
                 Outcome::Parked => {}
@@ -452,173 +388,130 @@ impl VmBackend {
         }
     }
 
+    /// Frame one chain (spec sections 6.1 and 9), decode its request and serve it.
     fn process_chain(
         &self,
         vring: &VringRwLock,
         mem: &Mem,
         chain: DescriptorChain<Mem>,
     ) -> Outcome {
-        let Some(walk) = Walk::new(chain) else {
-            warn!("{}: malformed descriptor chain ignored", self.vm.name);
-            return Outcome::Used(0);
-        };
-        let out = ResponseWriter::new(&walk.writable);
-        if out.capacity() < size_of::<RespHdr>() as u64 {
-            debug!("{}: response area under 8 bytes", self.vm.name);
+        let name = &self.vm.name;
+        let shape = ChainShape::of(&chain);
+        if !shape.walkable {
+            warn!("{name}: malformed descriptor chain ignored");
             return Outcome::Used(0);
         }
-        let status_only = |s: Status| Outcome::Used(out.write(mem, RespHdr::new(s).as_slice()));
-        if walk.misordered {
-            return status_only(Status::InvalidRequest);
-        }
-        let mut input = RequestReader::new(&walk.readable);
-        let hdr: ReqHdr = match input.read_obj(mem) {
-            Ok(h) => h,
-            Err(s) => return status_only(s),
+        let mut out = match Writer::new(&**mem, chain.clone()) {
+            Ok(w) => w,
+            Err(e) => {
+                debug!("{name}: response area not in guest RAM: {e}");
+                return Outcome::Used(0);
+            }
         };
-        if hdr.reserved != 0 {
-            return status_only(Status::InvalidRequest);
+        if out.available_bytes() < size_of::<RespHdr>() {
+            debug!("{name}: response area under 8 bytes");
+            return Outcome::Used(0);
         }
-        let kind = u32::from_le(hdr.type_);
-        let needed = match kind {
-            req::CREATE => size_of::<CreateResp>(),
-            req::LOOKUP => size_of::<LookupResp>(),
-            _ => size_of::<RespHdr>(),
-        };
-        if out.capacity() < needed as u64 {
-            return status_only(Status::ResponseTooSmall);
+        let refuse = |out: &mut Writer<'_>, s| Outcome::Used(respond_status(out, s));
+        if shape.misordered {
+            return refuse(&mut out, Status::InvalidRequest);
         }
-        let result = match kind {
-            req::CREATE => self.do_create(mem, &mut input, &out),
-            req::RELEASE => input
-                .read_obj::<UuidReq>(mem)
-                .map(|r| self.registry.release(&self.vm, &r.uuid))
-                .map(|s| out.write(mem, RespHdr::new(s).as_slice())),
-            req::LOOKUP => self.do_lookup(mem, &mut input, &out),
-            req::ATTACH => self.do_attach(mem, &mut input, &out),
-            req::SYNC => return self.do_sync(vring, mem, &mut input, walk.head, &walk.writable),
-            _ => Err(Status::InvalidRequest),
+        let mut input = match Reader::new(&**mem, chain.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!("{name}: request not in guest RAM: {e}");
+                return refuse(&mut out, Status::InvalidAddress);
+            }
         };
-        match result {
-            Ok(len) => Outcome::Used(len),
-            Err(s) => status_only(s),
+        let kind = match read_header(&mut input) {
+            Ok(k) => k,
+            Err(e) => return self.refuse_decode(&mut out, &e),
+        };
+        if out.available_bytes() < kind.response_len() {
+            return refuse(&mut out, Status::ResponseTooSmall);
+        }
+        if kind.needs_import() && !self.import_negotiated() {
+            return refuse(&mut out, Status::Unsupported);
+        }
+        let limits = DecodeLimits {
+            max_segments: self.registry.limits().max_segments,
+        };
+        match read_body(kind, &mut input, &limits) {
+            Ok(request) => self.serve(vring, chain, request, &mut out),
+            Err(e) => self.refuse_decode(&mut out, &e),
         }
     }
 
-    fn do_create(
+    fn refuse_decode(
         &self,
-        mem: &Mem,
-        input: &mut RequestReader<'_>,
-        out: &ResponseWriter<'_>,
-    ) -> Result<u32, Status> {
-        let body: CreateReq = input.read_obj(mem)?;
-        let size = u64::from_le(body.size);
-        if size == 0 {
-            return Err(Status::InvalidSize);
-        }
-        let segs = self.read_segment_list(mem, input, body.nr_segs)?;
-        let uuid = self
-            .registry
-            .create(&self.vm, size, u32::from_le(body.flags), segs)?;
-        let resp = CreateResp {
-            hdr: RespHdr::new(Status::Ok),
-            uuid,
-        };
-        Ok(out.write(mem, resp.as_slice()))
+        out: &mut Writer<'_>,
+        e: &virtio_dmabuf_proto::request::DecodeError,
+    ) -> Outcome {
+        debug!("{}: {e}", self.vm.name);
+        Outcome::Used(respond_status(out, e.status()))
     }
 
-    /// The segment list that follows a CREATE or ATTACH body: its count is checked against
-    /// `max_segments` before anything is read.
-    fn read_segment_list(
-        &self,
-        mem: &Mem,
-        input: &mut RequestReader<'_>,
-        nr_segs_le: u32,
-    ) -> Result<SegListBuilder, Status> {
-        let nr = u32::from_le(nr_segs_le);
-        if nr == 0 {
-            return Err(Status::InvalidSize);
-        }
-        if nr > self.registry.limits().max_segments {
-            return Err(Status::TooManySegments);
-        }
-        input.read_segments(mem, nr as usize)
-    }
-
-    fn do_lookup(
-        &self,
-        mem: &Mem,
-        input: &mut RequestReader<'_>,
-        out: &ResponseWriter<'_>,
-    ) -> Result<u32, Status> {
-        if !self.import_negotiated() {
-            return Err(Status::Unsupported);
-        }
-        let r: UuidReq = input.read_obj(mem)?;
-        let (size, flags) = self.registry.lookup(&self.vm, &r.uuid)?;
-        let resp = LookupResp {
-            hdr: RespHdr::new(Status::Ok),
-            size: size.to_le(),
-            flags: flags.to_le(),
-            reserved: 0,
-        };
-        Ok(out.write(mem, resp.as_slice()))
-    }
-
-    fn do_attach(
-        &self,
-        mem: &Mem,
-        input: &mut RequestReader<'_>,
-        out: &ResponseWriter<'_>,
-    ) -> Result<u32, Status> {
-        if !self.import_negotiated() {
-            return Err(Status::Unsupported);
-        }
-        let body: AttachReq = input.read_obj(mem)?;
-        if body.reserved != 0 {
-            return Err(Status::InvalidRequest);
-        }
-        let segs = self.read_segment_list(mem, input, body.nr_segs)?;
-        self.registry.attach(&self.vm, &body.uuid, segs)?;
-        Ok(out.write(mem, RespHdr::new(Status::Ok).as_slice()))
-    }
-
-    fn do_sync(
+    /// Hand a decoded request to the registry and write its answer. Only a SYNC START may park.
+    fn serve(
         &self,
         vring: &VringRwLock,
-        mem: &Mem,
-        input: &mut RequestReader<'_>,
-        head: u16,
-        writable: &[(u64, u32)],
+        chain: DescriptorChain<Mem>,
+        request: Request,
+        out: &mut Writer<'_>,
     ) -> Outcome {
-        let out = ResponseWriter::new(writable);
-        let status_only = |s: Status| Outcome::Used(out.write(mem, RespHdr::new(s).as_slice()));
-        let body: SyncReq = match input.read_obj(mem) {
-            Ok(b) => b,
-            Err(s) => return status_only(s),
+        let (reg, vm) = (&self.registry, &self.vm);
+        let len = match request {
+            Request::Sync(sync) => return self.sync(vring, chain, &sync, out),
+            Request::Create(create) => match reg.create(vm, create) {
+                Ok(uuid) => {
+                    let resp = CreateResp {
+                        hdr: RespHdr::new(Status::Ok),
+                        uuid,
+                    };
+                    respond(out, resp.as_slice())
+                }
+                Err(s) => respond_status(out, s),
+            },
+            Request::Release(uuid) => respond_status(out, reg.release(vm, &uuid)),
+            Request::Lookup(uuid) => match reg.lookup(vm, &uuid) {
+                Ok((size, flags)) => {
+                    let resp = LookupResp {
+                        hdr: RespHdr::new(Status::Ok),
+                        size: size.to_le(),
+                        flags: flags.to_le(),
+                        reserved: 0,
+                    };
+                    respond(out, resp.as_slice())
+                }
+                Err(s) => respond_status(out, s),
+            },
+            Request::Attach(attach) => match reg.attach(vm, attach) {
+                Ok(()) => respond_status(out, Status::Ok),
+                Err(s) => respond_status(out, s),
+            },
         };
-        let op = match body.decode() {
-            Ok(op) => op,
-            Err(s) => return status_only(s),
-        };
-        if op.end && op.timeout_ms != 0 {
-            return status_only(Status::InvalidRequest);
-        }
-        let done = self.parked_completion(vring.clone(), head, writable.to_vec());
-        match self.registry.guest_sync(&self.vm, &op, done) {
-            BeginResult::Done(s) => status_only(s),
+        Outcome::Used(len)
+    }
+
+    /// SYNC: answered at once, or parked until the registry completes it.
+    fn sync(
+        &self,
+        vring: &VringRwLock,
+        chain: DescriptorChain<Mem>,
+        sync: &SyncRequest,
+        out: &mut Writer<'_>,
+    ) -> Outcome {
+        let done = self.parked_completion(vring.clone(), chain);
+        match self.registry.guest_sync(&self.vm, sync, done) {
+            BeginResult::Done(s) => Outcome::Used(respond_status(out, s)),
             BeginResult::Parked => Outcome::Parked,
         }
     }
 
     /// Completion of a parked START: write the status, mark the chain used, notify — unless the
-    /// device was reset since (then the ring is not ours to touch any more).
-    fn parked_completion(
-        &self,
-        vring: VringRwLock,
-        head: u16,
-        writable: Vec<(u64, u32)>,
-    ) -> Completion {
+    /// device was reset since (then the ring is not ours to touch any more). The response area
+    /// is resolved again against the memory of the moment of the answer.
+    fn parked_completion(&self, vring: VringRwLock, chain: DescriptorChain<Mem>) -> Completion {
         let vm = self.vm.clone();
         let epoch = vm.epoch.load(Ordering::SeqCst);
         let gate = self.answer_gate.clone();
@@ -627,11 +520,11 @@ impl VmBackend {
             if vm.epoch.load(Ordering::SeqCst) != epoch {
                 return;
             }
+            let head = chain.head_index();
             let mem = vm.mem.memory();
-            let len = ResponseWriter::new(&writable).write(&mem, RespHdr::new(status).as_slice());
-            if vring.add_used(head, len).is_ok() && vring.needs_notification().unwrap_or(true) {
-                let _ = vring.signal_used_queue();
-            }
+            let len =
+                Writer::new(&*mem, chain).map_or(0, |mut out| respond_status(&mut out, status));
+            complete(&vring, head, len);
         })
     }
 }
@@ -670,7 +563,7 @@ impl VhostUserBackend for DmabufBackend {
     fn reset_device(&self) {
         debug!("{}: device reset", self.0.vm.name);
         self.0.quiesce();
-        self.0.registry.reset_domain(self.0.vm.domain, false);
+        self.0.registry.reset_domain(self.0.vm.domain);
     }
 
     fn set_event_idx(&self, _enabled: bool) {
@@ -706,7 +599,7 @@ impl VhostUserBackend for DmabufBackend {
                 self.0.vm.name
             );
             self.0.quiesce();
-            self.0.registry.reset_domain(self.0.vm.domain, false);
+            self.0.registry.reset_domain(self.0.vm.domain);
         }
         Ok(())
     }

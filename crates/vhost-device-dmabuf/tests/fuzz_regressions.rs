@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use dmabuf_client::{Access, Client, ClientError};
 use dmabuf_harness::ram::PAGE;
 use dmabuf_harness::{DaemonProcess, Vm, VmOptions};
-use vhost_device_dmabuf::memory::{GuestMem, SegListBuilder};
+use vhost_device_dmabuf::memory::GuestMem;
 use vhost_device_dmabuf::registry::{HostSession, Limits, Registry};
 use vhost_device_dmabuf::vhu_dmabuf::DmabufBackend;
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_dmabuf_proto::control::op;
+use virtio_dmabuf_proto::request::{CreateFlags, CreateRequest};
+use virtio_dmabuf_proto::segments::SegmentList;
 use virtio_dmabuf_proto::virtio::{sync_flags as sf, REQUEST_QUEUE};
 use virtio_dmabuf_proto::Status;
 use virtio_queue::QueueT;
@@ -148,9 +150,12 @@ fn answer_of_a_parked_start_never_lands_in_rings_set_up_after_a_reset() {
     setup(&vrings[0]);
 
     // The VM's buffer; a host session holds its first page for writing, so a START waits.
-    let mut segs = SegListBuilder::default();
-    segs.push(0x10000, PAGE).unwrap();
-    let uuid = registry.create(backend.vm(), PAGE, 0, segs).unwrap();
+    let create = CreateRequest {
+        size: PAGE,
+        flags: CreateFlags::default(),
+        segments: SegmentList::from_pairs([(0x10000, PAGE)]).unwrap(),
+    };
+    let uuid = registry.create(backend.vm(), create).unwrap();
     let host = HostSession::new(&registry);
     host.begin(&uuid, 0, PAGE, true, 0).unwrap();
 

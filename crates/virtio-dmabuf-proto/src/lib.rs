@@ -6,7 +6,10 @@
 //! follows them.
 
 pub mod control;
+pub mod request;
+pub mod segments;
 pub mod uuid;
 pub mod virtio;
 
+pub use request::Direction;
 pub use virtio::Status;

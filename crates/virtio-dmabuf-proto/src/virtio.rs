@@ -346,49 +346,6 @@ impl RespHdr {
     }
 }
 
-/// A decoded, validated SYNC request (host byte order).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SyncOp {
-    /// The buffer.
-    pub uuid: Uuid,
-    /// First byte.
-    pub offset: u64,
-    /// Length (non-zero, no overflow).
-    pub len: u64,
-    /// The CPU reads.
-    pub read: bool,
-    /// The CPU writes.
-    pub write: bool,
-    /// END rather than START.
-    pub end: bool,
-    /// START wait bound in ms (0: default).
-    pub timeout_ms: u32,
-}
-
-impl SyncReq {
-    /// Validate flags and range shape (not the range against the buffer size).
-    pub fn decode(&self) -> Result<SyncOp, Status> {
-        let flags = u32::from_le(self.flags);
-        let offset = u64::from_le(self.offset);
-        let len = u64::from_le(self.len);
-        if flags & !sync_flags::MASK != 0 || flags & (sync_flags::READ | sync_flags::WRITE) == 0 {
-            return Err(Status::InvalidRequest);
-        }
-        if len == 0 || offset.checked_add(len).is_none() {
-            return Err(Status::InvalidSize);
-        }
-        Ok(SyncOp {
-            uuid: self.uuid,
-            offset,
-            len,
-            read: flags & sync_flags::READ != 0,
-            write: flags & sync_flags::WRITE != 0,
-            end: flags & sync_flags::END != 0,
-            timeout_ms: u32::from_le(self.timeout_ms),
-        })
-    }
-}
-
 impl Segment {
     /// Host byte order view.
     pub fn decoded(&self) -> (u64, u64) {
@@ -416,25 +373,5 @@ mod tests {
         }
         assert_eq!(Status::from_u32(16), None);
         assert_eq!(Status::from_u32(u32::MAX), None);
-    }
-
-    #[test]
-    fn sync_decode_rejects_bad_shapes() {
-        let mut r = SyncReq {
-            len: 10u64.to_le(),
-            flags: sync_flags::READ.to_le(),
-            ..Default::default()
-        };
-        assert!(r.decode().is_ok());
-        r.flags = 0;
-        assert_eq!(r.decode(), Err(Status::InvalidRequest));
-        r.flags = (sync_flags::READ | 1 << 7).to_le();
-        assert_eq!(r.decode(), Err(Status::InvalidRequest));
-        r.flags = sync_flags::WRITE.to_le();
-        r.len = 0;
-        assert_eq!(r.decode(), Err(Status::InvalidSize));
-        r.len = 2u64.to_le();
-        r.offset = u64::MAX.to_le();
-        assert_eq!(r.decode(), Err(Status::InvalidSize));
     }
 }

@@ -30,7 +30,7 @@ lint:
 test-rust:
 	$(CARGO) test --workspace
 
-## The guest module against Debian's 6.1 and 6.12 headers, W=1, warnings are errors.
+## The guest modules against Debian's 6.1, 6.12, 7.2 and 7.3 headers, W=1, warnings are errors.
 test-guest-build:
 	$(MAKE) -C guest-driver check tools
 

@@ -31,7 +31,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use vhost_device_dmabuf::memory::GuestMem;
-use vhost_device_dmabuf::registry::{GuestPort, HostSession, Limits, Registry, VmHandle};
+use vhost_device_dmabuf::registry::{
+    GuestPort, HostRange, HostSession, Limits, Registry, ShareRequest, VmHandle,
+};
 use virtio_dmabuf_proto::control::{op, MAGIC, MAX_PAYLOAD};
 use virtio_dmabuf_proto::request::{CreateFlags, CreateRequest};
 use virtio_dmabuf_proto::segments::SegmentList;
@@ -127,7 +129,7 @@ fn world() -> MutexGuard<'static, World> {
 
 impl World {
     fn new() -> World {
-        let registry = Registry::new(limits());
+        let registry = Registry::new(limits()).expect("registry");
         let dir = socket_dir();
         let socket = dir.join("control.sock");
         vhost_device_dmabuf::control::start(registry.clone(), &socket).expect("control socket");
@@ -151,7 +153,14 @@ impl World {
         let share = |size: u64, flags: u32| {
             let f = dmabuf_client::memfd::sealed_memfd("fuzz-fixture", size).expect("memfd");
             self.registry
-                .share(f, size, flags, Vec::new(), "host:fuzz")
+                .share(ShareRequest {
+                    file: f,
+                    size,
+                    read_only: flags & buf_flags::READ_ONLY != 0,
+                    host_only: flags & buf_flags::HOST_ONLY != 0,
+                    allowed_vms: Vec::new(),
+                    owner: "host:fuzz".into(),
+                })
                 .expect("fixture share")
         };
         match kind {
@@ -170,7 +179,7 @@ impl World {
                 let u = share(0x2000, 0);
                 let holder = HostSession::new(&self.registry);
                 holder
-                    .begin(&u, 0, 0x1000, true, 0)
+                    .begin(&HostRange::write(&u, 0, 0x1000), 0)
                     .expect("holding the contended range");
                 self.holder = Some(holder);
                 u
@@ -184,22 +193,22 @@ impl World {
             if self.registry.info(&self.fixtures[i]).is_none() {
                 if *kind == FixtureKind::Guest {
                     // The VM keeps a revoked buffer's quota entry until it releases the UUID.
-                    self.registry.release(&self.vm, &self.fixtures[i]);
+                    self.registry
+                        .release(&self.vm, &self.fixtures[i])
+                        .expect("the VM still counts its revoked fixture");
                 }
                 self.fixtures[i] = self.make_fixture(*kind);
             }
         }
         for info in self.registry.list() {
             if !self.fixtures.contains(&info.uuid) {
-                self.registry.revoke(&info.uuid);
+                self.registry.revoke(&info.uuid).expect("a listed buffer");
             }
         }
     }
 
     fn generation(&self, uuid: &Uuid) -> Option<u64> {
-        self.registry
-            .info(uuid)
-            .map(|i| u64::from_le(i.write_generation))
+        self.registry.info(uuid).map(|i| i.write_generation)
     }
 }
 

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use vhost_device_dmabuf::memory::{check_range, GuestMem, MemError, SegList};
-use vhost_device_dmabuf::registry::{HostSession, Limits, Registry};
+use vhost_device_dmabuf::registry::{HostRange, HostSession, Limits, Registry, ShareRequest};
 use vhost_device_dmabuf::vhu_dmabuf::DmabufBackend;
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_dmabuf_proto::request::{CreateFlags, CreateRequest};
@@ -165,7 +165,7 @@ pub fn guest_ram() -> GuestMem {
 
 impl World {
     fn new() -> World {
-        let registry = Registry::new(limits());
+        let registry = Registry::new(limits()).expect("registry");
         let mem = guest_ram();
         let atomic = GuestMemoryAtomic::new(mem.clone());
         let backend =
@@ -194,17 +194,18 @@ impl World {
         let contended = create(0x40000, 8192, 0);
         let host_file = dmabuf_client::memfd::sealed_memfd("fuzz-host", 8192).expect("memfd");
         let host = registry
-            .share(
-                host_file.try_clone().expect("dup"),
-                8192,
-                0,
-                Vec::new(),
-                "host:fuzz",
-            )
+            .share(ShareRequest {
+                file: host_file.try_clone().expect("dup"),
+                size: 8192,
+                read_only: false,
+                host_only: false,
+                allowed_vms: Vec::new(),
+                owner: "host:fuzz".into(),
+            })
             .expect("host buffer");
         let holder = HostSession::new(&registry);
         holder
-            .begin(&contended, 0, 4096, true, 0)
+            .begin(&HostRange::write(&contended, 0, 4096), 0)
             .expect("holding the contended range");
         let fixtures = vec![
             Fixture {
@@ -304,9 +305,7 @@ impl World {
     }
 
     fn generation(&self, uuid: &Uuid) -> Option<u64> {
-        self.registry
-            .info(uuid)
-            .map(|i| u64::from_le(i.write_generation))
+        self.registry.info(uuid).map(|i| i.write_generation)
     }
 }
 

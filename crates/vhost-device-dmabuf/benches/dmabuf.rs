@@ -19,7 +19,9 @@ use dmabuf_harness::ram::PAGE;
 use dmabuf_harness::{Vm, VmOptions};
 use dmabuf_sys_util::memfd::sealed_memfd;
 use vhost_device_dmabuf::daemon::{bind_vm_socket, serve_vm};
-use vhost_device_dmabuf::registry::{HostSession, Limits, Registry};
+use vhost_device_dmabuf::registry::{
+    chain, HostRange, HostSession, Limits, Registry, ShareRequest,
+};
 use virtio_dmabuf_proto::virtio::sync_flags as sf;
 use virtio_dmabuf_proto::Status;
 use vmm_sys_util::eventfd::EventFd;
@@ -162,7 +164,8 @@ fn start_daemon(tag: &str) -> (Arc<Registry>, std::path::PathBuf) {
         sync_timeout: Duration::from_secs(10),
         poll_max: Duration::from_micros(env_or("BENCH_POLL_US", 32)),
         ..Limits::default()
-    });
+    })
+    .unwrap();
     let dir = std::env::temp_dir().join(format!("dmabuf-bench-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("vm.sock");
@@ -365,7 +368,14 @@ fn main() {
         for (i, &size) in [4096u64, 1 << 20, 64 << 20].iter().enumerate() {
             let file = sealed_memfd("bench-host", size).unwrap();
             let host = registry
-                .share(file.try_clone().unwrap(), size, 0, Vec::new(), "host:bench")
+                .share(ShareRequest {
+                    file: file.try_clone().unwrap(),
+                    size,
+                    read_only: false,
+                    host_only: false,
+                    allowed_vms: Vec::new(),
+                    owner: "host:bench".into(),
+                })
                 .unwrap();
             let copy = vm.alloc_buffer(size, false).unwrap();
             ok(vm.attach(&host, &copy).unwrap());
@@ -422,7 +432,7 @@ fn main() {
                 w / m
             );
             ok(vm.release(&host).unwrap());
-            registry.revoke(&host);
+            registry.revoke(&host).unwrap();
             drop(file);
         }
         println!(
@@ -485,6 +495,7 @@ fn main() {
         .unwrap();
     let gu = vm.create_buffer(&gbuf, 0).unwrap().unwrap();
     let session = HostSession::new(&registry);
+    let whole = HostRange::read(&gu, 0, size);
     let mut sink = vec![0u8; size as usize];
     let before = registry.stats.copied_bytes.load(Ordering::Relaxed);
     let (mut inproc, mut onecopy, mut mc) = (Vec::new(), Vec::new(), Vec::new());
@@ -492,11 +503,11 @@ fn main() {
     let src = vec![0x5au8; size as usize];
     for _ in 0..rounds.min(7) {
         mc.push(memcpy_bps(&src, &mut sink, 3));
-        session.begin(&gu, 0, size, false, 0).unwrap();
+        session.begin(&whole, 0).unwrap();
         let t = Instant::now();
         // The consumer reads the guest's pages in place (here: a checksum pass over them).
         let sum = session
-            .with_range(&gu, 0, size, false, |slices| {
+            .with_range(&whole, |slices| {
                 let mut acc = 0u64;
                 for s in slices {
                     let p = s.ptr_guard();
@@ -513,28 +524,22 @@ fn main() {
             .unwrap();
         inproc.push(size as f64 / t.elapsed().as_secs_f64());
         std::hint::black_box(sum);
-        session.end(&gu, 0, size, false).unwrap();
+        session.end(&whole).unwrap();
     }
     let copied_in_process = registry.stats.copied_bytes.load(Ordering::Relaxed) - before;
     // The one-copy fallback: the range copied into a memfd the client supplies.
     let ctl_domain = registry.add_host_domain();
     for _ in 0..rounds.min(7) {
-        assert_eq!(
-            registry.host_begin(ctl_domain, &gu, 0, size, false, 0),
-            Status::Ok
-        );
+        registry.host_begin(ctl_domain, &whole, 0).unwrap();
         let t = Instant::now();
-        let s = registry.host_read_into(ctl_domain, &gu, 0, size, target.try_clone().unwrap(), 0);
+        let s = registry.host_read_into(ctl_domain, &whole, target.try_clone().unwrap(), 0);
         onecopy.push(size as f64 / t.elapsed().as_secs_f64());
-        assert_eq!(s, Status::Ok);
-        assert_eq!(
-            registry.host_end(ctl_domain, &gu, 0, size, false),
-            Status::Ok
-        );
+        s.unwrap();
+        registry.host_end(ctl_domain, &whole).unwrap();
     }
     let udmabuf = match registry.export_udmabuf(&gu) {
         Ok(f) => format!("available (fd {})", f.as_raw_fd()),
-        Err(s) => format!("unavailable here ({s}: no /dev/udmabuf)"),
+        Err(e) => format!("unavailable here ({}: {})", e.status(), chain(&e)),
     };
     let m = median(&mut mc);
     println!("host consumer of a 64 MiB guest buffer          GB/s   vs memcpy   bytes the daemon copied");

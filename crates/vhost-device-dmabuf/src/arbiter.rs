@@ -12,6 +12,8 @@
 
 use std::collections::VecDeque;
 
+pub use virtio_dmabuf_proto::Direction;
+
 /// A participant: one VM's driver or one host client connection.
 pub type DomainId = u64;
 
@@ -27,10 +29,8 @@ pub struct Access {
     pub offset: u64,
     /// Length (not zero; `offset + len` does not overflow).
     pub len: u64,
-    /// The CPU reads.
-    pub read: bool,
-    /// The CPU writes.
-    pub write: bool,
+    /// Read, write, or both (an end must name the direction of its begin).
+    pub dir: Direction,
 }
 
 impl Access {
@@ -44,7 +44,9 @@ impl Access {
 
     /// Whether the two accesses may not be held at the same time.
     pub fn conflicts(&self, other: &Access) -> bool {
-        self.domain != other.domain && (self.write || other.write) && self.overlaps(other)
+        self.domain != other.domain
+            && (self.dir.writes() || other.dir.writes())
+            && self.overlaps(other)
     }
 
     fn covers(&self, offset: u64, len: u64) -> bool {
@@ -155,12 +157,12 @@ impl<T> Arbiter<T> {
         self.waiting.drain(..).map(|w| w.token).collect()
     }
 
-    /// Whether `domain` holds one access covering `offset..offset+len` that allows writing
-    /// (`write`) or at least reading.
-    pub fn holds(&self, domain: DomainId, offset: u64, len: u64, write: bool) -> bool {
-        self.granted
-            .iter()
-            .any(|g| g.domain == domain && g.covers(offset, len) && (g.write || !write))
+    /// Whether `domain` holds one access covering `offset..offset+len` that allows `dir` (a
+    /// write access allows everything, a read access reading).
+    pub fn holds(&self, domain: DomainId, offset: u64, len: u64, dir: Direction) -> bool {
+        self.granted.iter().any(|g| {
+            g.domain == domain && g.covers(offset, len) && (g.dir.writes() || !dir.writes())
+        })
     }
 
     /// Number of granted accesses.
@@ -210,12 +212,16 @@ mod tests {
     use super::*;
 
     fn acc(domain: DomainId, offset: u64, len: u64, write: bool) -> Access {
+        let dir = if write {
+            Direction::Write
+        } else {
+            Direction::Read
+        };
         Access {
             domain,
             offset,
             len,
-            read: !write,
-            write,
+            dir,
         }
     }
 
@@ -266,6 +272,19 @@ mod tests {
         a.end(&acc(1, 0, 10, true)).unwrap();
         a.end(&acc(1, 0, 10, true)).unwrap();
         assert_eq!(a.end(&acc(1, 0, 10, true)), Err(NotHeld));
+    }
+
+    #[test]
+    fn read_write_is_a_write_and_another_direction_than_write() {
+        let mut a: Arbiter<()> = Arbiter::default();
+        let rw = Access {
+            dir: Direction::ReadWrite,
+            ..acc(1, 0, 10, true)
+        };
+        granted(a.begin(rw, ()));
+        waiting(a.begin(acc(2, 5, 1, false), ()));
+        assert_eq!(a.end(&acc(1, 0, 10, true)), Err(NotHeld));
+        assert_eq!(a.end(&rw).unwrap().len(), 1);
     }
 
     #[test]
@@ -342,11 +361,15 @@ mod tests {
     fn holds_checks_direction_and_cover() {
         let mut a = Arbiter::default();
         granted(a.begin(acc(1, 100, 100, false), ()));
-        assert!(a.holds(1, 100, 100, false));
-        assert!(a.holds(1, 150, 10, false));
-        assert!(!a.holds(1, 150, 10, true));
-        assert!(!a.holds(1, 50, 100, false));
-        assert!(!a.holds(2, 150, 10, false));
+        assert!(a.holds(1, 100, 100, Direction::Read));
+        assert!(a.holds(1, 150, 10, Direction::Read));
+        assert!(!a.holds(1, 150, 10, Direction::Write));
+        assert!(!a.holds(1, 150, 10, Direction::ReadWrite));
+        assert!(!a.holds(1, 50, 100, Direction::Read));
+        assert!(!a.holds(2, 150, 10, Direction::Read));
+        granted(a.begin(acc(3, 0, 10, true), ()));
+        assert!(a.holds(3, 0, 10, Direction::Read));
+        assert!(a.holds(3, 2, 2, Direction::ReadWrite));
     }
 
     #[test]

@@ -18,49 +18,71 @@ use std::time::Duration;
 use log::{debug, info, warn};
 use thiserror::Error;
 use virtio_dmabuf_proto::control::{
-    self as ctl, access_path, op, CtlRange, CtlReqHdr, CtlRespHdr, CtlUuid, Generation, PathResp,
-    ShareReq, WaitWriteReq, MAGIC, MAX_PAYLOAD, NAME_LEN,
+    self as ctl, access_path, decode_request, BufInfo, CtlError, CtlReqHdr, CtlRequest, CtlRespHdr,
+    CtlSpan, CtlUuid, Generation, PathResp, MAX_PAYLOAD, NAME_LEN,
 };
-use virtio_dmabuf_proto::virtio::sync_flags;
-use virtio_dmabuf_proto::Status;
+use virtio_dmabuf_proto::{Direction, Status};
 use vm_memory::ByteValued;
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
 use crate::arbiter::DomainId;
-use crate::registry::Registry;
+use crate::registry::{chain, BufferSummary, HostRange, Registry, RegistryError, ShareRequest};
 
 /// Most simultaneous control connections.
 pub const MAX_CLIENTS: usize = 64;
 /// A client that started a frame must finish it within this time.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why a socket path cannot be bound.
+#[derive(Debug, Error)]
+pub enum SocketPathError {
+    /// Something else than a socket is there.
+    #[error("{} exists and is not a socket", .0.display())]
+    NotASocket(PathBuf),
+    /// A process answers on it.
+    #[error("{} is in use by a running process", .0.display())]
+    InUse(PathBuf),
+    /// The path cannot be inspected.
+    #[error("cannot inspect {}", .0.display())]
+    Stat(PathBuf, #[source] io::Error),
+    /// A stale socket file cannot be removed.
+    #[error("cannot remove the stale socket {}", .0.display())]
+    RemoveStale(PathBuf, #[source] io::Error),
+}
+
 /// Errors of the control socket.
 #[derive(Debug, Error)]
 pub enum ControlError {
-    /// Could not bind or prepare the socket file.
-    #[error("control socket {0}: {1}")]
+    /// The socket path is unusable.
+    #[error("unusable control socket path")]
+    Path(#[source] SocketPathError),
+    /// Could not bind the socket.
+    #[error("cannot bind the control socket {}", .0.display())]
     Bind(PathBuf, #[source] io::Error),
+    /// Could not make the socket file private.
+    #[error("cannot set mode 0600 on {}", .0.display())]
+    Mode(PathBuf, #[source] io::Error),
+    /// Could not start the thread that accepts connections.
+    #[error("cannot start the control thread")]
+    Thread(#[source] io::Error),
 }
 
 /// Check a socket path before binding: a stale socket file is removed; a live one (something
 /// answers) or a non-socket file is an error.
-pub fn prepare_socket_path(path: &Path) -> io::Result<()> {
+pub fn prepare_socket_path(path: &Path) -> Result<(), SocketPathError> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(meta) if !meta.file_type().is_socket() => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} exists and is not a socket", path.display()),
-        )),
+        Err(e) => Err(SocketPathError::Stat(path.to_owned(), e)),
+        Ok(meta) if !meta.file_type().is_socket() => {
+            Err(SocketPathError::NotASocket(path.to_owned()))
+        }
         Ok(_) => match UnixStream::connect(path) {
-            Ok(_) => Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("{} is in use by a running process", path.display()),
-            )),
+            Ok(_) => Err(SocketPathError::InUse(path.to_owned())),
             Err(_) => {
                 info!("removing stale socket {}", path.display());
                 std::fs::remove_file(path)
+                    .map_err(|e| SocketPathError::RemoveStale(path.to_owned(), e))
             }
         },
     }
@@ -68,10 +90,10 @@ pub fn prepare_socket_path(path: &Path) -> io::Result<()> {
 
 /// Bind the control socket (mode 0600) and serve it on a thread.
 pub fn start(registry: Arc<Registry>, path: &Path) -> Result<thread::JoinHandle<()>, ControlError> {
-    let err = |e| ControlError::Bind(path.to_owned(), e);
-    prepare_socket_path(path).map_err(err)?;
-    let listener = UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    prepare_socket_path(path).map_err(ControlError::Path)?;
+    let listener = UnixListener::bind(path).map_err(|e| ControlError::Bind(path.to_owned(), e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| ControlError::Mode(path.to_owned(), e))?;
     info!("control socket listening on {}", path.display());
     let clients = Arc::new(AtomicUsize::new(0));
     thread::Builder::new()
@@ -80,11 +102,11 @@ pub fn start(registry: Arc<Registry>, path: &Path) -> Result<thread::JoinHandle<
             for conn in listener.incoming() {
                 match conn {
                     Ok(stream) => accept(&registry, stream, &clients),
-                    Err(e) => warn!("control accept: {e}"),
+                    Err(e) => warn!("control: accepting a connection: {e}"),
                 }
             }
         })
-        .map_err(err)
+        .map_err(ControlError::Thread)
 }
 
 fn peer_uid(stream: &UnixStream) -> io::Result<(u32, i32)> {
@@ -192,35 +214,95 @@ fn peer_gone(stream: &UnixStream) -> bool {
     r > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
-/// A decoded request frame.
+/// One request frame as it came: its op, payload and fd.
 struct Frame {
     op: u32,
     payload: Vec<u8>,
     fd: Option<File>,
 }
 
-fn obj<T: ByteValued + Default>(bytes: &[u8]) -> Result<T, Status> {
-    let mut v = T::default();
-    let n = v.as_slice().len();
-    if bytes.len() < n {
-        return Err(Status::InvalidRequest);
-    }
-    v.as_mut_slice().copy_from_slice(&bytes[..n]);
-    Ok(v)
+/// A response: payload and optional fd (status OK).
+struct Reply {
+    payload: Vec<u8>,
+    fd: Option<File>,
 }
 
-fn exact<T: ByteValued + Default>(bytes: &[u8]) -> Result<T, Status> {
-    if bytes.len() != size_of::<T>() {
-        return Err(Status::InvalidRequest);
+impl Reply {
+    fn empty() -> Reply {
+        Reply::with(&[])
     }
-    obj(bytes)
+
+    fn with(payload: &[u8]) -> Reply {
+        Reply {
+            payload: payload.to_vec(),
+            fd: None,
+        }
+    }
 }
 
-/// A response: status, payload, optional fd.
-type Reply = (Status, Vec<u8>, Option<File>);
+/// Why a request is answered with a status other than OK.
+enum Refusal {
+    /// The request's bytes (`docs/control-protocol.md` section 3).
+    Decode(CtlError),
+    /// The registry.
+    Registry(RegistryError),
+}
 
-fn ok(payload: &[u8]) -> Reply {
-    (Status::Ok, payload.to_vec(), None)
+impl From<RegistryError> for Refusal {
+    fn from(e: RegistryError) -> Refusal {
+        Refusal::Registry(e)
+    }
+}
+
+impl Refusal {
+    /// The one place where this edge turns an error into a wire status. A failure with a cause
+    /// (the host failed, not the client's request) is logged with its chain.
+    fn status(&self, pid: i32) -> Status {
+        match self {
+            Refusal::Decode(e) => {
+                debug!("control: pid {pid}: {e}");
+                e.status()
+            }
+            Refusal::Registry(e) => {
+                if std::error::Error::source(e).is_some() {
+                    info!("control: pid {pid}: {}", chain(e));
+                } else {
+                    debug!("control: pid {pid}: {e}");
+                }
+                e.status()
+            }
+        }
+    }
+}
+
+/// A buffer as LIST and INFO put it on the wire.
+fn buf_info(s: &BufferSummary) -> BufInfo {
+    let mut flags = 0;
+    if s.read_only {
+        flags |= ctl::buf_flags::READ_ONLY;
+    }
+    if s.host_only {
+        flags |= ctl::buf_flags::HOST_ONLY;
+    }
+    if s.host_backed {
+        flags |= ctl::buf_flags::HOST_BACKED;
+    }
+    if s.revoked {
+        flags |= ctl::INFO_REVOKED;
+    }
+    let mut owner = [0u8; NAME_LEN];
+    let n = s.owner.len().min(NAME_LEN - 1);
+    owner[..n].copy_from_slice(&s.owner.as_bytes()[..n]);
+    BufInfo {
+        uuid: s.uuid,
+        size: s.size.to_le(),
+        write_generation: s.write_generation.to_le(),
+        flags: flags.to_le(),
+        importers: s.importers.to_le(),
+        nr_segs: s.nr_segs.to_le(),
+        reserved: 0,
+        owner,
+    }
 }
 
 impl Connection<'_> {
@@ -228,227 +310,160 @@ impl Connection<'_> {
         loop {
             let frame = match self.read_frame()? {
                 Some(Ok(f)) => f,
-                Some(Err(status)) => {
+                Some(Err(e)) => {
                     // The stream is out of step: answer and hang up.
-                    send(self.stream, status, &[], None)?;
+                    debug!("control: pid {}: {e}", self.pid);
+                    send(self.stream, e.status(), &[], None)?;
                     return Ok(());
                 }
                 None => return Ok(()),
             };
-            let (status, payload, fd) = self
-                .dispatch(frame)
-                .unwrap_or_else(|s| (s, Vec::new(), None));
-            send(self.stream, status, &payload, fd.as_ref())?;
+            match self.dispatch(frame) {
+                Ok(r) => send(self.stream, Status::Ok, &r.payload, r.fd.as_ref())?,
+                Err(refusal) => send(self.stream, refusal.status(self.pid), &[], None)?,
+            }
         }
     }
 
     /// `None` at a clean end of stream.
-    fn read_frame(&mut self) -> io::Result<Option<Result<Frame, Status>>> {
-        let mut hdr = [0u8; 16];
+    fn read_frame(&mut self) -> io::Result<Option<Result<Frame, CtlError>>> {
+        let mut hdr = CtlReqHdr::default();
         self.stream.set_read_timeout(None)?;
         let (n, fd) = self
             .stream
-            .recv_with_fd(&mut hdr)
+            .recv_with_fd(hdr.as_mut_slice())
             .map_err(|e| io::Error::from_raw_os_error(e.errno()))?;
         if n == 0 {
             return Ok(None);
         }
         self.stream.set_read_timeout(Some(FRAME_TIMEOUT))?;
-        self.stream.read_exact(&mut hdr[n..])?;
-        let h: CtlReqHdr = obj(&hdr).unwrap_or_default();
-        let len = u32::from_le(h.len);
-        if u32::from_le(h.magic) != MAGIC || h.reserved != 0 || len > MAX_PAYLOAD + 64 {
-            return Ok(Some(Err(Status::InvalidRequest)));
-        }
+        self.stream.read_exact(&mut hdr.as_mut_slice()[n..])?;
+        let (op, len) = match hdr.decode() {
+            Ok(h) => h,
+            Err(e) => return Ok(Some(Err(e))),
+        };
         let mut payload = vec![0u8; len as usize];
         self.stream.read_exact(&mut payload)?;
-        Ok(Some(Ok(Frame {
-            op: u32::from_le(h.op),
-            payload,
-            fd,
-        })))
+        Ok(Some(Ok(Frame { op, payload, fd })))
     }
 
-    fn range(&self, p: &[u8]) -> Result<(CtlRange, u64, u64), Status> {
-        let r: CtlRange = obj(p)?;
-        Ok((r, u64::from_le(r.offset), u64::from_le(r.len)))
-    }
-
-    /// A range that is the whole payload, with the unused fields zero.
-    fn range_exact(&self, p: &[u8]) -> Result<(CtlRange, u64, u64), Status> {
-        let r: CtlRange = exact(p)?;
-        if r.flags != 0 || r.arg != 0 {
-            return Err(Status::InvalidRequest);
-        }
-        Ok((r, u64::from_le(r.offset), u64::from_le(r.len)))
-    }
-
-    fn dispatch(&mut self, f: Frame) -> Result<Reply, Status> {
-        let reg = self.registry;
-        let p = &f.payload[..];
-        let need_no_fd = |f: &Option<File>| {
-            if f.is_some() {
-                Err(Status::InvalidRequest)
-            } else {
-                Ok(())
-            }
-        };
-        match f.op {
-            op::SHARE => {
-                let file = f.fd.ok_or(Status::InvalidRequest)?;
-                let r: ShareReq = obj(p)?;
-                let n = u32::from_le(r.nr_allowed);
-                if n > ctl::MAX_ALLOWED_VMS || p.len() != 16 + n as usize * NAME_LEN {
-                    return Err(Status::InvalidRequest);
-                }
-                let mut names = Vec::new();
-                for raw in p[16..].chunks_exact(NAME_LEN) {
-                    let mut a = [0u8; NAME_LEN];
-                    a.copy_from_slice(raw);
-                    names.push(ctl::decode_name(&a).ok_or(Status::InvalidRequest)?);
-                }
-                let owner = format!("host:{}", self.pid);
-                let uuid = reg.share(
+    fn dispatch(&mut self, f: Frame) -> Result<Reply, Refusal> {
+        let request = decode_request(f.op, &f.payload, f.fd.is_some()).map_err(Refusal::Decode)?;
+        let (reg, domain) = (self.registry, self.domain);
+        // The decoder checked that an fd came exactly with the ops that take one.
+        let mut fd = f.fd.into_iter();
+        match request {
+            CtlRequest::Share(args) => {
+                let Some(file) = fd.next() else {
+                    return Err(Refusal::Decode(CtlError::FdMissing(f.op)));
+                };
+                let uuid = reg.share(ShareRequest {
                     file,
-                    u64::from_le(r.size),
-                    u32::from_le(r.flags),
-                    names,
-                    &owner,
-                )?;
-                Ok(ok(CtlUuid { uuid }.as_slice()))
+                    size: args.size,
+                    read_only: args.read_only,
+                    host_only: args.host_only,
+                    allowed_vms: args.allowed_vms,
+                    owner: format!("host:{}", self.pid),
+                })?;
+                Ok(Reply::with(CtlUuid { uuid }.as_slice()))
             }
-            op::LIST => {
-                need_no_fd(&f.fd)?;
-                // LIST takes no payload (found by the control_protocol fuzz target).
-                if !p.is_empty() {
-                    return Err(Status::InvalidRequest);
-                }
+            CtlRequest::List => {
                 // At most MAX_PAYLOAD bytes of entries (209,715 buffers); the rest is dropped and
                 // logged (docs/control-protocol.md).
-                let max = MAX_PAYLOAD as usize / size_of::<ctl::BufInfo>();
+                let max = MAX_PAYLOAD as usize / size_of::<BufInfo>();
                 let all = reg.list();
                 if all.len() > max {
                     warn!("control: LIST truncated to {max} of {} buffers", all.len());
                 }
-                let mut out = Vec::with_capacity(all.len().min(max) * size_of::<ctl::BufInfo>());
-                for info in all.iter().take(max) {
-                    out.extend_from_slice(info.as_slice());
+                let mut out = Vec::with_capacity(all.len().min(max) * size_of::<BufInfo>());
+                for s in all.iter().take(max) {
+                    out.extend_from_slice(buf_info(s).as_slice());
                 }
-                Ok(ok(&out))
+                Ok(Reply {
+                    payload: out,
+                    fd: None,
+                })
             }
-            op::INFO => {
-                need_no_fd(&f.fd)?;
-                let u: CtlUuid = exact(p)?;
-                let info = reg.info(&u.uuid).ok_or(Status::NotFound)?;
-                Ok(ok(info.as_slice()))
+            CtlRequest::Info(uuid) => {
+                let s = reg.info(&uuid).ok_or(RegistryError::NotFound(uuid))?;
+                Ok(Reply::with(buf_info(&s).as_slice()))
             }
-            op::BEGIN | op::END => {
-                need_no_fd(&f.fd)?;
-                if p.len() != size_of::<CtlRange>() {
-                    return Err(Status::InvalidRequest);
-                }
-                let (r, offset, len) = self.range(p)?;
-                let flags = u32::from_le(r.flags);
-                if flags & !(sync_flags::READ | sync_flags::WRITE) != 0 || flags == 0 {
-                    return Err(Status::InvalidRequest);
-                }
-                let write = flags & sync_flags::WRITE != 0;
-                let s = if f.op == op::BEGIN {
-                    let stream: &UnixStream = self.stream;
-                    reg.host_begin_watched(
-                        self.domain,
-                        &r.uuid,
-                        offset,
-                        len,
-                        write,
-                        u32::from_le(r.arg),
-                        &|| peer_gone(stream),
-                    )
-                } else if r.arg != 0 {
-                    Status::InvalidRequest
-                } else {
-                    reg.host_end(self.domain, &r.uuid, offset, len, write)
+            CtlRequest::Begin {
+                span,
+                dir,
+                timeout_ms,
+            } => {
+                let stream: &UnixStream = self.stream;
+                let range = host_range(&span, dir);
+                reg.host_begin_watched(domain, &range, timeout_ms, &|| peer_gone(stream))?;
+                Ok(Reply::empty())
+            }
+            CtlRequest::End { span, dir } => {
+                reg.host_end(domain, &host_range(&span, dir))?;
+                Ok(Reply::empty())
+            }
+            CtlRequest::Read(span) => {
+                // The decoder bounded `len` by MAX_PAYLOAD.
+                let mut data = vec![0u8; span.len as usize];
+                reg.host_read(domain, &span.uuid, span.offset, &mut data)?;
+                Ok(Reply {
+                    payload: data,
+                    fd: None,
+                })
+            }
+            CtlRequest::ReadInto { span, fd_offset } => {
+                let Some(file) = fd.next() else {
+                    return Err(Refusal::Decode(CtlError::FdMissing(f.op)));
                 };
-                Ok((s, Vec::new(), None))
+                let range = HostRange::read(&span.uuid, span.offset, span.len);
+                reg.host_read_into(domain, &range, file, fd_offset)?;
+                let resp = PathResp {
+                    path: access_path::COPY_INTO_FD.to_le(),
+                    reserved: 0,
+                    copied: span.len.to_le(),
+                };
+                Ok(Reply::with(resp.as_slice()))
             }
-            op::READ => {
-                need_no_fd(&f.fd)?;
-                let (r, offset, len) = self.range_exact(p)?;
-                if len == 0 || len > u64::from(MAX_PAYLOAD) {
-                    return Err(Status::InvalidSize);
-                }
-                let mut data = vec![0u8; len as usize];
-                match reg.host_read(self.domain, &r.uuid, offset, &mut data) {
-                    Status::Ok => Ok((Status::Ok, data, None)),
-                    s => Err(s),
-                }
+            CtlRequest::Write { uuid, offset, data } => {
+                reg.host_write(domain, &uuid, offset, data)?;
+                Ok(Reply::empty())
             }
-            op::READ_INTO => {
-                let file = f.fd.ok_or(Status::InvalidRequest)?;
-                let r: CtlRange = exact(p)?;
-                if r.flags != 0 {
-                    return Err(Status::InvalidRequest);
-                }
-                let (offset, len) = (u64::from_le(r.offset), u64::from_le(r.len));
-                let fd_off = u64::from(u32::from_le(r.arg)) * 4096;
-                match reg.host_read_into(self.domain, &r.uuid, offset, len, file, fd_off) {
-                    Status::Ok => Ok(ok(PathResp {
-                        path: access_path::COPY_INTO_FD.to_le(),
-                        reserved: 0,
-                        copied: len.to_le(),
-                    }
-                    .as_slice())),
-                    s => Err(s),
-                }
-            }
-            op::WRITE => {
-                need_no_fd(&f.fd)?;
-                let (r, offset, len) = self.range(p)?;
-                if r.flags != 0 || r.arg != 0 {
-                    return Err(Status::InvalidRequest);
-                }
-                let data = &p[size_of::<CtlRange>().min(p.len())..];
-                if len == 0 || data.len() as u64 != len {
-                    return Err(Status::InvalidSize);
-                }
-                match reg.host_write(self.domain, &r.uuid, offset, data) {
-                    Status::Ok => Ok(ok(&[])),
-                    s => Err(s),
-                }
-            }
-            op::EXPORT => {
-                need_no_fd(&f.fd)?;
-                let u: CtlUuid = exact(p)?;
-                let file = reg.export_udmabuf(&u.uuid)?;
+            CtlRequest::Export(uuid) => {
+                let file = reg.export_udmabuf(&uuid)?;
                 let resp = PathResp {
                     path: access_path::UDMABUF.to_le(),
                     reserved: 0,
                     copied: 0,
                 };
-                Ok((Status::Ok, resp.as_slice().to_vec(), Some(file)))
+                Ok(Reply {
+                    payload: resp.as_slice().to_vec(),
+                    fd: Some(file),
+                })
             }
-            op::WAIT_WRITE => {
-                need_no_fd(&f.fd)?;
-                let w: WaitWriteReq = exact(p)?;
-                let generation = reg.wait_write(
-                    &w.uuid,
-                    u64::from_le(w.after_generation),
-                    u32::from_le(w.timeout_ms),
-                )?;
-                Ok(ok(Generation {
+            CtlRequest::WaitWrite {
+                uuid,
+                after,
+                timeout_ms,
+            } => {
+                let generation = reg.wait_write(&uuid, after, timeout_ms)?;
+                let resp = Generation {
                     generation: generation.to_le(),
-                }
-                .as_slice()))
+                };
+                Ok(Reply::with(resp.as_slice()))
             }
-            op::REVOKE => {
-                need_no_fd(&f.fd)?;
-                let u: CtlUuid = exact(p)?;
-                match reg.revoke(&u.uuid) {
-                    Status::Ok => Ok(ok(&[])),
-                    s => Err(s),
-                }
+            CtlRequest::Revoke(uuid) => {
+                reg.revoke(&uuid)?;
+                Ok(Reply::empty())
             }
-            _ => Err(Status::InvalidRequest),
         }
+    }
+}
+
+fn host_range(span: &CtlSpan, dir: Direction) -> HostRange {
+    HostRange {
+        uuid: span.uuid,
+        offset: span.offset,
+        len: span.len,
+        dir,
     }
 }

@@ -4,6 +4,7 @@
 //! When a front-end disconnects (QEMU exits, is killed, or reconnects), everything that VM held
 //! is released and the socket accepts the next connection.
 
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,26 +15,39 @@ use vhost::vhost_user::Listener;
 use vhost_user_backend::VhostUserDaemon;
 use vm_memory::GuestMemoryAtomic;
 
-use crate::control::prepare_socket_path;
+use crate::control::{prepare_socket_path, SocketPathError};
 use crate::memory::GuestMem;
 use crate::registry::Registry;
 use crate::vhu_dmabuf::{DmabufBackend, VhuError};
+
+/// An error of the vhost-user daemon framework, whose error type does not implement
+/// `std::error::Error` (so it can be a source).
+#[derive(Debug)]
+pub struct FrameworkError(pub vhost_user_backend::Error);
+
+impl fmt::Display for FrameworkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for FrameworkError {}
 
 /// Errors serving a VM socket.
 #[derive(Debug, Error)]
 pub enum DaemonError {
     /// The socket path is unusable (live socket, not a socket, no permission).
-    #[error("vhost-user socket: {0}")]
-    Socket(#[source] std::io::Error),
+    #[error("unusable vhost-user socket path")]
+    Socket(#[source] SocketPathError),
     /// vhost could not listen.
-    #[error("listening: {0}")]
+    #[error("cannot listen on the vhost-user socket")]
     Listen(#[source] vhost::vhost_user::Error),
     /// The backend could not be created.
-    #[error("backend: {0}")]
-    Backend(#[from] VhuError),
+    #[error("cannot create the backend")]
+    Backend(#[source] VhuError),
     /// The vhost-user daemon could not be created.
-    #[error("vhost-user daemon: {0}")]
-    Daemon(vhost_user_backend::Error),
+    #[error("cannot create the vhost-user daemon")]
+    Daemon(#[source] FrameworkError),
 }
 
 /// Bind `path` for VM `name` (replacing a stale socket file, refusing a live one).
@@ -50,9 +64,10 @@ pub fn serve_vm(
 ) -> Result<(), DaemonError> {
     loop {
         let mem = GuestMemoryAtomic::new(GuestMem::new());
-        let backend = DmabufBackend::new(registry.clone(), name, mem.clone())?;
+        let backend = DmabufBackend::new(registry.clone(), name, mem.clone())
+            .map_err(DaemonError::Backend)?;
         let mut daemon = VhostUserDaemon::new(format!("dmabuf-{name}"), backend.clone(), mem)
-            .map_err(DaemonError::Daemon)?;
+            .map_err(|e| DaemonError::Daemon(FrameworkError(e)))?;
         match daemon.start(&mut listener) {
             Ok(()) => {
                 info!("{name}: front-end connected");

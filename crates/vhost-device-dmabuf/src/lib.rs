@@ -14,6 +14,7 @@ pub mod arbiter;
 pub mod control;
 pub mod daemon;
 pub mod hostfile;
+pub mod limits;
 pub mod memory;
 pub mod poll;
 pub mod registry;

@@ -10,7 +10,7 @@ use clap::Parser;
 use log::{error, info};
 use thiserror::Error;
 use vhost_device_dmabuf::daemon::{bind_vm_socket, serve_vm};
-use vhost_device_dmabuf::registry::{Limits, Registry};
+use vhost_device_dmabuf::registry::{chain, Limits, Registry};
 use virtio_dmabuf_proto::control::encode_name;
 
 /// Share dma-bufs between VMs and the host: a vhost-user backend for virtio device 37.
@@ -179,7 +179,13 @@ fn main() -> ExitCode {
         }
     };
     let signals = block_signals();
-    let registry = Registry::new(config.limits.clone());
+    let registry = match Registry::new(config.limits.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            error!("{}", chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
 
     let mut paths = Vec::new();
     let mut listeners = Vec::new();
@@ -187,7 +193,7 @@ fn main() -> ExitCode {
         match bind_vm_socket(path) {
             Ok(l) => listeners.push((name.clone(), l)),
             Err(e) => {
-                error!("{name}: {}: {e}", path.display());
+                error!("{name}: {}: {}", path.display(), chain(&e));
                 return ExitCode::FAILURE;
             }
         }
@@ -195,7 +201,7 @@ fn main() -> ExitCode {
     }
     if let Some(ctl) = &config.control_socket {
         if let Err(e) = vhost_device_dmabuf::control::start(registry.clone(), ctl) {
-            error!("{e}");
+            error!("{}", chain(&e));
             return ExitCode::FAILURE;
         }
         paths.push(ctl.clone());
@@ -206,7 +212,7 @@ fn main() -> ExitCode {
             .name(format!("vm-{name}"))
             .spawn(move || {
                 if let Err(e) = serve_vm(&reg, &name, listener) {
-                    error!("{name}: {e}");
+                    error!("{name}: {}", chain(&e));
                 }
             });
         if let Err(e) = spawned {

@@ -36,7 +36,7 @@ use virtio_bindings::bindings::virtio_ring::{
 };
 use virtio_dmabuf_proto::request::{read_body, read_header, DecodeLimits, Request, SyncRequest};
 use virtio_dmabuf_proto::virtio::{
-    self as wire, CreateResp, Event, LookupResp, RespHdr, VIRTIO_DMABUF_F_IMPORT,
+    self as wire, buf_flags, CreateResp, Event, LookupResp, RespHdr, VIRTIO_DMABUF_F_IMPORT,
 };
 use virtio_dmabuf_proto::Status;
 use virtio_queue::{DescriptorChain, QueueT, Reader, Writer};
@@ -46,9 +46,12 @@ use vmm_sys_util::event::{
     new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
 };
 
+use crate::limits::Limits;
 use crate::memory::GuestMem;
 use crate::poll::AdaptivePoll;
-use crate::registry::{BeginResult, Completion, GuestPort, Registry, VmHandle};
+use crate::registry::{
+    chain, Completion, GuestPort, LookupInfo, Registry, RegistryError, SyncOutcome, VmHandle,
+};
 
 /// Queue size the backend accepts (QEMU's generic device defaults to 64).
 pub const MAX_QUEUE_SIZE: usize = 1024;
@@ -119,6 +122,44 @@ fn respond(out: &mut Writer<'_>, bytes: &[u8]) -> u32 {
 
 fn respond_status(out: &mut Writer<'_>, status: Status) -> u32 {
     respond(out, RespHdr::new(status).as_slice())
+}
+
+/// The status a refused or failed request is answered with: the one place where this edge turns
+/// a registry error into a wire status. A failure with a cause (the host failed, not the guest's
+/// request) is logged with its chain.
+fn refusal(vm: &str, e: &RegistryError) -> Status {
+    if std::error::Error::source(e).is_some() {
+        warn!("{vm}: {}", chain(e));
+    } else {
+        debug!("{vm}: {e}");
+    }
+    e.status()
+}
+
+/// The configuration space (spec section 5) of `limits`.
+fn config_space(limits: &Limits) -> wire::Config {
+    wire::Config {
+        max_segments: limits.max_segments,
+        max_buffers: limits.max_buffers,
+        max_bytes: limits.max_bytes,
+        sync_timeout_ms: limits.sync_timeout_ms(),
+        reserved: 0,
+    }
+}
+
+/// LOOKUP's flags (spec section 6.4).
+fn lookup_flags(info: &LookupInfo) -> u32 {
+    let mut flags = 0;
+    if info.read_only {
+        flags |= buf_flags::READ_ONLY;
+    }
+    if info.host_backed {
+        flags |= buf_flags::HOST_BACKED;
+    }
+    if info.own {
+        flags |= buf_flags::OWN;
+    }
+    flags
 }
 
 /// Enable or disable the driver's notifications, under the ring lock and only while the queue is
@@ -460,37 +501,32 @@ impl VmBackend {
         out: &mut Writer<'_>,
     ) -> Outcome {
         let (reg, vm) = (&self.registry, &self.vm);
-        let len = match request {
+        let answered = match request {
             Request::Sync(sync) => return self.sync(vring, chain, &sync, out),
-            Request::Create(create) => match reg.create(vm, create) {
-                Ok(uuid) => {
-                    let resp = CreateResp {
-                        hdr: RespHdr::new(Status::Ok),
-                        uuid,
-                    };
-                    respond(out, resp.as_slice())
-                }
-                Err(s) => respond_status(out, s),
-            },
-            Request::Release(uuid) => respond_status(out, reg.release(vm, &uuid)),
-            Request::Lookup(uuid) => match reg.lookup(vm, &uuid) {
-                Ok((size, flags)) => {
-                    let resp = LookupResp {
-                        hdr: RespHdr::new(Status::Ok),
-                        size: size.to_le(),
-                        flags: flags.to_le(),
-                        reserved: 0,
-                    };
-                    respond(out, resp.as_slice())
-                }
-                Err(s) => respond_status(out, s),
-            },
-            Request::Attach(attach) => match reg.attach(vm, attach) {
-                Ok(()) => respond_status(out, Status::Ok),
-                Err(s) => respond_status(out, s),
-            },
+            Request::Create(create) => reg.create(vm, create).map(|uuid| {
+                let resp = CreateResp {
+                    hdr: RespHdr::new(Status::Ok),
+                    uuid,
+                };
+                respond(out, resp.as_slice())
+            }),
+            Request::Release(uuid) => reg
+                .release(vm, &uuid)
+                .map(|()| respond_status(out, Status::Ok)),
+            Request::Lookup(uuid) => reg.lookup(vm, &uuid).map(|info| {
+                let resp = LookupResp {
+                    hdr: RespHdr::new(Status::Ok),
+                    size: info.size.to_le(),
+                    flags: lookup_flags(&info).to_le(),
+                    reserved: 0,
+                };
+                respond(out, resp.as_slice())
+            }),
+            Request::Attach(attach) => reg
+                .attach(vm, attach)
+                .map(|()| respond_status(out, Status::Ok)),
         };
-        Outcome::Used(len)
+        Outcome::Used(answered.unwrap_or_else(|e| respond_status(out, refusal(&vm.name, &e))))
     }
 
     /// SYNC: answered at once, or parked until the registry completes it.
@@ -503,8 +539,11 @@ impl VmBackend {
     ) -> Outcome {
         let done = self.parked_completion(vring.clone(), chain);
         match self.registry.guest_sync(&self.vm, sync, done) {
-            BeginResult::Done(s) => Outcome::Used(respond_status(out, s)),
-            BeginResult::Parked => Outcome::Parked,
+            SyncOutcome::Done(Ok(())) => Outcome::Used(respond_status(out, Status::Ok)),
+            SyncOutcome::Done(Err(e)) => {
+                Outcome::Used(respond_status(out, refusal(&self.vm.name, &e)))
+            }
+            SyncOutcome::Parked => Outcome::Parked,
         }
     }
 
@@ -515,7 +554,11 @@ impl VmBackend {
         let vm = self.vm.clone();
         let epoch = vm.epoch.load(Ordering::SeqCst);
         let gate = self.answer_gate.clone();
-        Box::new(move |status| {
+        Box::new(move |outcome| {
+            let status = match outcome {
+                Ok(()) => Status::Ok,
+                Err(e) => refusal(&vm.name, &e),
+            };
             let _gate = gate.lock().unwrap_or_else(|e| e.into_inner());
             if vm.epoch.load(Ordering::SeqCst) != epoch {
                 return;
@@ -571,7 +614,7 @@ impl VhostUserBackend for DmabufBackend {
     }
 
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
-        let cfg = self.0.registry.limits().config().to_le();
+        let cfg = config_space(self.0.registry.limits()).to_le();
         let bytes = cfg.as_slice();
         let start = (offset as usize).min(bytes.len());
         let end = start.saturating_add(size as usize).min(bytes.len());

@@ -12,7 +12,7 @@ use dmabuf_client::{Access, Client, ClientError};
 use dmabuf_harness::ram::PAGE;
 use dmabuf_harness::{DaemonProcess, Vm, VmOptions};
 use vhost_device_dmabuf::memory::GuestMem;
-use vhost_device_dmabuf::registry::{HostSession, Limits, Registry};
+use vhost_device_dmabuf::registry::{HostRange, HostSession, Limits, Registry};
 use vhost_device_dmabuf::vhu_dmabuf::DmabufBackend;
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_dmabuf_proto::control::op;
@@ -130,7 +130,8 @@ fn answer_of_a_parked_start_never_lands_in_rings_set_up_after_a_reset() {
     let registry = Registry::new(Limits {
         sync_timeout: Duration::from_millis(20),
         ..Limits::default()
-    });
+    })
+    .unwrap();
     let mem = GuestMem::from_ranges(&[(GuestAddress(0), 0x100000)]).unwrap();
     let atomic = GuestMemoryAtomic::new(mem.clone());
     let backend = DmabufBackend::new(registry.clone(), "vm", atomic.clone()).unwrap();
@@ -157,7 +158,7 @@ fn answer_of_a_parked_start_never_lands_in_rings_set_up_after_a_reset() {
     };
     let uuid = registry.create(backend.vm(), create).unwrap();
     let host = HostSession::new(&registry);
-    host.begin(&uuid, 0, PAGE, true, 0).unwrap();
+    host.begin(&HostRange::write(&uuid, 0, PAGE), 0).unwrap();
 
     // SYNC START (read, bound 20 ms) as one chain: request, then an 8-byte response.
     let mut request = Vec::new();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use dmabuf_harness::ram::PAGE;
 use dmabuf_harness::{Vm, VmOptions};
 use vhost_device_dmabuf::daemon::{bind_vm_socket, serve_vm};
-use vhost_device_dmabuf::registry::{HostSession, Limits, Registry};
+use vhost_device_dmabuf::registry::{HostRange, HostSession, Limits, Registry};
 use virtio_dmabuf_proto::virtio::sync_flags as sf;
 use virtio_dmabuf_proto::Status;
 
@@ -18,7 +18,8 @@ fn in_process_consumer_sees_guest_pages_without_a_copy() {
     let registry = Registry::new(Limits {
         sync_timeout: Duration::from_secs(3),
         ..Limits::default()
-    });
+    })
+    .unwrap();
     let dir = std::env::temp_dir().join(format!("dmabuf-inproc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("vm1.sock");
@@ -36,12 +37,13 @@ fn in_process_consumer_sees_guest_pages_without_a_copy() {
     let session = HostSession::new(&registry);
     // The guest holds write access: the host's read waits and, bounded, times out.
     assert_eq!(vm.sync(&uuid, 0, size, sf::WRITE, 0).unwrap(), Status::Ok);
+    let whole = HostRange::read(&uuid, 0, size);
     assert_eq!(
-        session.begin(&uuid, 0, size, false, 100),
+        session.begin(&whole, 100).map_err(|e| e.status()),
         Err(Status::Timeout)
     );
     assert_eq!(
-        session.with_range(&uuid, 0, size, false, |_| ()),
+        session.with_range(&whole, |_| ()).map_err(|e| e.status()),
         Err(Status::NotHeld)
     );
     assert_eq!(
@@ -50,9 +52,9 @@ fn in_process_consumer_sees_guest_pages_without_a_copy() {
     );
 
     let before = registry.stats.copied_bytes.load(Ordering::Relaxed);
-    session.begin(&uuid, 0, size, false, 0).unwrap();
+    session.begin(&whole, 0).unwrap();
     let seen = session
-        .with_range(&uuid, 0, size, false, |slices| {
+        .with_range(&whole, |slices| {
             // 64 scattered pages: one slice per page, each pointing into guest RAM.
             assert_eq!(slices.len(), 64);
             let mut v = vec![0u8; size as usize];
@@ -63,7 +65,7 @@ fn in_process_consumer_sees_guest_pages_without_a_copy() {
             v
         })
         .unwrap();
-    session.end(&uuid, 0, size, false).unwrap();
+    session.end(&whole).unwrap();
     assert_eq!(seen, data, "byte for byte");
     assert_eq!(
         registry.stats.copied_bytes.load(Ordering::Relaxed) - before,
@@ -72,14 +74,15 @@ fn in_process_consumer_sees_guest_pages_without_a_copy() {
     );
 
     // Writing in place is seen by the guest; a write held by the host blocks the guest.
-    session.begin(&uuid, 10, 5, true, 0).unwrap();
+    let hello = HostRange::write(&uuid, 10, 5);
+    session.begin(&hello, 0).unwrap();
     let p = vm.sync_async(&uuid, 0, PAGE, sf::READ, 0).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(vm.try_pending(&p).unwrap(), None);
     session
-        .with_range(&uuid, 10, 5, true, |s| s[0].copy_from(b"hello"))
+        .with_range(&hello, |s| s[0].copy_from(b"hello"))
         .unwrap();
-    session.end(&uuid, 10, 5, true).unwrap();
+    session.end(&hello).unwrap();
     assert_eq!(
         vm.wait_pending(&p, Duration::from_secs(5)).unwrap(),
         Status::Ok
@@ -90,7 +93,7 @@ fn in_process_consumer_sees_guest_pages_without_a_copy() {
         Status::Ok
     );
     // Dropping a session releases what it held.
-    session.begin(&uuid, 0, 1, true, 0).unwrap();
+    session.begin(&HostRange::write(&uuid, 0, 1), 0).unwrap();
     drop(session);
     assert_eq!(vm.sync(&uuid, 0, 1, sf::WRITE, 0).unwrap(), Status::Ok);
     let _ = std::fs::remove_dir_all(&dir);

@@ -9,6 +9,10 @@ use vm_memory::ByteValued;
 
 use crate::virtio::{Status, Uuid};
 
+pub mod request;
+
+pub use request::{decode_request, CtlError, CtlRequest, CtlSpan, ShareArgs};
+
 /// `"DBUF"` read as a little-endian u32: the first field of every request.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"DBUF");
 /// Largest payload of one frame (data transfers are split by the client).

@@ -1,0 +1,551 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! One buffer, under its own `state` lock and nothing else: where its bytes live (the origin),
+//! who imported it and how, the arbitration of CPU access, the data movement at fence points,
+//! and its revocation.
+//!
+//! Fence points (spec section 6.6): a granted START of a domain with an import brings the range
+//! from the origin into the import; a write END takes it back. Both run under this buffer's
+//! lock, so the waiters an END unblocks are granted only once its bytes are in the origin.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use dmabuf_sys_util::dma_buf::CpuAccess;
+use log::info;
+use virtio_dmabuf_proto::uuid;
+use virtio_dmabuf_proto::virtio::Uuid;
+use vm_memory::{GuestAddressSpace, VolatileSlice};
+
+use super::{lock, BufferSummary, Completion, Fired, RegistryError, Stats, VmHandle};
+use crate::arbiter::{Access, Arbiter, Begin, DomainId, Grants, Ticket};
+use crate::hostfile::HostFile;
+use crate::memory::{check_range, copy_slices, MemError, SegList};
+
+/// Who created a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Owner {
+    /// A VM's domain (guest-backed).
+    Vm(DomainId),
+    /// A host client (host-backed).
+    Host,
+}
+
+/// Where a buffer's authoritative bytes live.
+pub(super) enum Origin {
+    /// Pages of the creating VM, resolved against its memory at each access.
+    Guest { vm: Arc<VmHandle>, segs: SegList },
+    /// A host file (sealed memfd or dma-buf), mapped for the buffer's lifetime.
+    Host(HostFile),
+}
+
+/// Which VMs may import a buffer (besides its owner).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum VmAccess {
+    /// Every VM (guest-backed buffers: unless the daemon forbids cross-VM imports).
+    All,
+    /// Only the VMs with these names.
+    Named(Vec<String>),
+    /// No VM: host clients only (`HOST_ONLY`).
+    NoVm,
+}
+
+impl VmAccess {
+    pub(super) fn allows(&self, vm_name: &str) -> bool {
+        match self {
+            VmAccess::All => true,
+            VmAccess::Named(names) => names.iter().any(|n| n == vm_name),
+            VmAccess::NoVm => false,
+        }
+    }
+}
+
+/// How a domain that imported a buffer reaches its bytes.
+///
+/// Today every import is a copy in the importer's own pages, brought up to date at fence points.
+/// A buffer mapped into the importer's shared-memory region would be a second kind here: no
+/// copies, the fence points only arbitrating.
+pub(super) enum ImportView {
+    /// The importer's pages, filled at START and written back at a write END.
+    Copy(SegList),
+}
+
+/// A VM's import of a buffer registered elsewhere.
+pub(super) struct Import {
+    vm: Arc<VmHandle>,
+    view: ImportView,
+}
+
+/// What a begin did.
+pub(super) enum Began {
+    /// Answered: granted (the import up to date) or refused.
+    Done(Result<(), RegistryError>),
+    /// Waiting; the ticket names it for its timeout.
+    Waiting(Ticket),
+}
+
+/// Who asks, as far as a reset can overtake it: for a VM, the epoch the caller saw when it
+/// checked the VM's holdings (work that lands after a reset of that VM is undone); a host
+/// domain is only ever released by its own thread.
+#[derive(Clone, Copy)]
+pub(super) struct Requester<'a> {
+    vm_epoch: Option<(&'a VmHandle, u64)>,
+}
+
+impl<'a> Requester<'a> {
+    /// A host domain.
+    pub(super) fn host() -> Requester<'static> {
+        Requester { vm_epoch: None }
+    }
+
+    /// A VM whose holdings were checked at `epoch`.
+    pub(super) fn vm(vm: &'a VmHandle, epoch: u64) -> Requester<'a> {
+        Requester {
+            vm_epoch: Some((vm, epoch)),
+        }
+    }
+
+    fn reset_since(&self) -> bool {
+        self.vm_epoch
+            .is_some_and(|(vm, epoch)| vm.epoch.load(Ordering::SeqCst) != epoch)
+    }
+}
+
+struct BufState {
+    arbiter: Arbiter<Completion>,
+    imports: HashMap<DomainId, Import>,
+    revoked: bool,
+    write_generation: u64,
+}
+
+/// One registered buffer. Everything but `state` is fixed at registration.
+pub(super) struct Buffer {
+    pub uuid: Uuid,
+    pub size: u64,
+    /// `BUF_READ_ONLY`: importers (for a host share: every domain) only read.
+    pub read_only: bool,
+    /// `BUF_HOST_ONLY`.
+    pub host_only: bool,
+    pub owner: Owner,
+    pub owner_name: String,
+    pub origin: Origin,
+    pub access: VmAccess,
+    state: Mutex<BufState>,
+    written: Condvar,
+}
+
+/// What a new buffer is made of (everything but its UUID and its state).
+pub(super) struct BufferParts {
+    pub size: u64,
+    pub read_only: bool,
+    pub host_only: bool,
+    pub owner: Owner,
+    pub owner_name: String,
+    pub origin: Origin,
+    pub access: VmAccess,
+}
+
+impl Buffer {
+    /// A buffer nobody accesses yet.
+    pub(super) fn new(uuid: Uuid, p: BufferParts) -> Buffer {
+        Buffer {
+            uuid,
+            size: p.size,
+            read_only: p.read_only,
+            host_only: p.host_only,
+            owner: p.owner,
+            owner_name: p.owner_name,
+            origin: p.origin,
+            access: p.access,
+            state: Mutex::new(BufState {
+                arbiter: Arbiter::default(),
+                imports: HashMap::new(),
+                revoked: false,
+                write_generation: 0,
+            }),
+            written: Condvar::new(),
+        }
+    }
+
+    pub(super) fn host_backed(&self) -> bool {
+        matches!(self.origin, Origin::Host(_))
+    }
+
+    /// Whether `domain` may only read (read-only buffers: everyone but a creating VM).
+    pub(super) fn read_only_for(&self, domain: DomainId) -> bool {
+        self.read_only && self.owner != Owner::Vm(domain)
+    }
+
+    /// Check `offset..offset+len` against the size and `dir` against read-only: what every
+    /// begin and end checks first.
+    pub(super) fn check_access(&self, access: &Access) -> Result<(), RegistryError> {
+        check_range(self.size, access.offset, access.len).map_err(RegistryError::Range)?;
+        if access.dir.writes() && self.read_only_for(access.domain) {
+            return Err(RegistryError::ReadOnly(self.uuid));
+        }
+        Ok(())
+    }
+
+    fn nr_segs(&self) -> u32 {
+        match &self.origin {
+            Origin::Guest { segs, .. } => u32::try_from(segs.runs()).unwrap_or(u32::MAX),
+            Origin::Host(_) => 1,
+        }
+    }
+
+    /// Heap bytes of the origin's segment list.
+    pub(super) fn segment_heap_bytes(&self) -> usize {
+        match &self.origin {
+            Origin::Guest { segs, .. } => segs.heap_bytes(),
+            Origin::Host(_) => 0,
+        }
+    }
+
+    // ------------------------------------------------------------------ arbitration
+
+    /// Ask for `access`. Granted at once (the import brought up to date), refused, or waiting.
+    pub(super) fn begin(
+        &self,
+        who: Requester<'_>,
+        access: Access,
+        done: Completion,
+        stats: &Stats,
+    ) -> (Began, Fired) {
+        let mut fired = Fired::new();
+        let mut st = lock(&self.state);
+        // Destroyed between the caller's lookup and this lock: the same answer as for a buffer
+        // that was already gone while held (spec section 6.6).
+        if st.revoked {
+            return (Began::Done(Err(RegistryError::Revoked(self.uuid))), fired);
+        }
+        let began = match st.arbiter.begin(access, done) {
+            Begin::Granted(_done) if who.reset_since() => {
+                let grants = st.arbiter.end(&access).unwrap_or_default();
+                self.grant(&mut st, grants, &mut fired, stats);
+                Began::Done(Err(RegistryError::Cancelled))
+            }
+            Begin::Granted(_done) => {
+                let r = self.fence_in(&st, &access, stats);
+                if r.is_err() {
+                    let grants = st.arbiter.end(&access).unwrap_or_default();
+                    self.grant(&mut st, grants, &mut fired, stats);
+                }
+                Began::Done(r)
+            }
+            Begin::Waiting(ticket) if who.reset_since() => {
+                if let Some((_done, grants)) = st.arbiter.cancel(ticket) {
+                    self.grant(&mut st, grants, &mut fired, stats);
+                }
+                Began::Done(Err(RegistryError::Cancelled))
+            }
+            Begin::Waiting(ticket) => Began::Waiting(ticket),
+        };
+        (began, fired)
+    }
+
+    /// End one access equal to `access`; a write is taken back into the origin first.
+    pub(super) fn end(&self, access: &Access, stats: &Stats) -> (Result<(), RegistryError>, Fired) {
+        let mut fired = Fired::new();
+        let mut st = lock(&self.state);
+        if st.revoked {
+            return (Err(RegistryError::Revoked(self.uuid)), fired);
+        }
+        // Only an access with exactly this range and direction ends: anything else (a covering
+        // access, READ|WRITE ended as WRITE) is NOT_HELD with no effect — no data moves and the
+        // write generation stays (found by the request_decode fuzz target).
+        let Ok(grants) = st.arbiter.end(access) else {
+            return (Err(RegistryError::NotHeld), fired);
+        };
+        let r = if access.dir.writes() {
+            let r = self.fence_out(&st, access, stats);
+            st.write_generation += 1;
+            self.written.notify_all();
+            r
+        } else {
+            Ok(())
+        };
+        self.grant(&mut st, grants, &mut fired, stats);
+        (r, fired)
+    }
+
+    /// A waiting begin's bound passed: it fails with TIMEOUT (unless granted meanwhile).
+    pub(super) fn expire(&self, ticket: Ticket, stats: &Stats) -> Fired {
+        let mut fired = Fired::new();
+        let mut st = lock(&self.state);
+        if let Some((done, grants)) = st.arbiter.cancel(ticket) {
+            fired.push((done, Err(RegistryError::Timeout)));
+            self.grant(&mut st, grants, &mut fired, stats);
+        }
+        fired
+    }
+
+    /// A domain left (reset, gone, or released its import): its import goes, its accesses are
+    /// dropped without moving data, its waiters are CANCELLED, and what that unblocks is granted.
+    pub(super) fn drop_domain(&self, domain: DomainId, stats: &Stats) -> Fired {
+        let mut fired = Fired::new();
+        let mut st = lock(&self.state);
+        st.imports.remove(&domain);
+        let (dropped, grants) = st.arbiter.drop_domain(domain);
+        fired.extend(
+            dropped
+                .into_iter()
+                .map(|done| (done, Err(RegistryError::Cancelled))),
+        );
+        self.grant(&mut st, grants, &mut fired, stats);
+        fired
+    }
+
+    /// Granted waiters: bring their imports up to date, then answer them.
+    fn grant(
+        &self,
+        st: &mut BufState,
+        mut grants: Grants<Completion>,
+        fired: &mut Fired,
+        stats: &Stats,
+    ) {
+        while let Some((access, done)) = grants.pop() {
+            let r = self.fence_in(st, &access, stats);
+            if r.is_err() {
+                if let Ok(more) = st.arbiter.end(&access) {
+                    grants.extend(more);
+                }
+            }
+            fired.push((done, r));
+        }
+    }
+
+    // ------------------------------------------------------------------ imports
+
+    /// `vm`'s pages become its copy. Refused if the buffer was destroyed meanwhile, and undone
+    /// if the VM was reset since the caller saw `epoch`.
+    pub(super) fn add_import(
+        &self,
+        vm: &Arc<VmHandle>,
+        segs: SegList,
+        epoch: u64,
+    ) -> Result<(), RegistryError> {
+        let mut st = lock(&self.state);
+        if st.revoked {
+            return Err(RegistryError::NotFound(self.uuid));
+        }
+        let import = Import {
+            vm: vm.clone(),
+            view: ImportView::Copy(segs),
+        };
+        st.imports.insert(vm.domain, import);
+        if vm.epoch.load(Ordering::SeqCst) != epoch {
+            st.imports.remove(&vm.domain);
+            return Err(RegistryError::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// The buffer goes away: every waiter fails with REVOKED, every access and import is
+    /// dropped. Returns the completions and the VMs whose imports ended (to be told).
+    pub(super) fn revoke(&self) -> (Fired, Vec<Arc<VmHandle>>) {
+        let mut st = lock(&self.state);
+        st.revoked = true;
+        let fired = st
+            .arbiter
+            .drain()
+            .into_iter()
+            .map(|done| (done, Err(RegistryError::Revoked(self.uuid))))
+            .collect();
+        let vms = st.imports.drain().map(|(_, i)| i.vm).collect();
+        self.written.notify_all();
+        info!("buffer {} destroyed", uuid::format(&self.uuid));
+        (fired, vms)
+    }
+
+    // ------------------------------------------------------------------ data
+
+    /// At a granted START: copy the origin's range into the domain's import, if it has one.
+    fn fence_in(&self, st: &BufState, access: &Access, stats: &Stats) -> Result<(), RegistryError> {
+        match st.imports.get(&access.domain).map(|i| (&i.vm, &i.view)) {
+            Some((vm, ImportView::Copy(segs))) => {
+                self.copy(vm, segs, access, Toward::Import, stats)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// At a write END: copy the domain's import back to the origin, if it has one.
+    fn fence_out(
+        &self,
+        st: &BufState,
+        access: &Access,
+        stats: &Stats,
+    ) -> Result<(), RegistryError> {
+        match st.imports.get(&access.domain).map(|i| (&i.vm, &i.view)) {
+            Some((vm, ImportView::Copy(segs))) => {
+                self.copy(vm, segs, access, Toward::Origin, stats)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Copy the range between the origin and an importer's pages, inside the origin's CPU-access
+    /// bracket (a host dma-buf's `DMA_BUF_IOCTL_SYNC`).
+    fn copy(
+        &self,
+        vm: &VmHandle,
+        segs: &SegList,
+        access: &Access,
+        toward: Toward,
+        stats: &Stats,
+    ) -> Result<(), RegistryError> {
+        let bracket = match toward {
+            Toward::Origin => CpuAccess::Write,
+            Toward::Import => CpuAccess::Read,
+        };
+        self.begin_origin_access(bracket)?;
+        let mem = vm.mem.memory();
+        let copied = segs
+            .slices(&mem, access.offset, access.len)
+            .map_err(|e| RegistryError::StaleMemory(self.uuid, e))
+            .and_then(|theirs| {
+                self.with_origin(access.offset, access.len, |origin| match toward {
+                    Toward::Origin => copy_slices(&theirs, origin),
+                    Toward::Import => copy_slices(origin, &theirs),
+                })
+            });
+        let ended = self.end_origin_access(bracket);
+        let n = copied?;
+        ended?;
+        stats.copied_bytes.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Run `f` over the origin's bytes `offset..offset+len` (checked against the size).
+    fn with_origin<R>(
+        &self,
+        offset: u64,
+        len: u64,
+        f: impl FnOnce(&[VolatileSlice<'_, ()>]) -> R,
+    ) -> Result<R, RegistryError> {
+        match &self.origin {
+            Origin::Guest { vm, segs } => {
+                let mem = vm.mem.memory();
+                let slices = segs
+                    .slices(&mem, offset, len)
+                    .map_err(|e| RegistryError::StaleMemory(self.uuid, e))?;
+                Ok(f(&slices))
+            }
+            Origin::Host(hf) => {
+                let s =
+                    hf.slice(offset, len)
+                        .ok_or(RegistryError::Range(MemError::OutOfRange {
+                            offset,
+                            len,
+                            size: self.size,
+                        }))?;
+                Ok(f(&[s]))
+            }
+        }
+    }
+
+    fn begin_origin_access(&self, access: CpuAccess) -> Result<(), RegistryError> {
+        match &self.origin {
+            Origin::Host(hf) => hf
+                .begin_cpu_access(access)
+                .map_err(|e| RegistryError::HostSync(self.uuid, e)),
+            Origin::Guest { .. } => Ok(()),
+        }
+    }
+
+    fn end_origin_access(&self, access: CpuAccess) -> Result<(), RegistryError> {
+        match &self.origin {
+            Origin::Host(hf) => hf
+                .end_cpu_access(access)
+                .map_err(|e| RegistryError::HostSync(self.uuid, e)),
+            Origin::Guest { .. } => Ok(()),
+        }
+    }
+
+    /// Run `f` over the origin bytes of a range `domain` holds in a direction that allows
+    /// `access.dir`, in place. `f` runs under this buffer's lock: it must not call the registry.
+    pub(super) fn with_held<R>(
+        &self,
+        access: &Access,
+        f: impl FnOnce(&[VolatileSlice<'_, ()>]) -> R,
+    ) -> Result<R, RegistryError> {
+        check_range(self.size, access.offset, access.len).map_err(RegistryError::Range)?;
+        let st = lock(&self.state);
+        if st.revoked {
+            return Err(RegistryError::NotFound(self.uuid));
+        }
+        if !st
+            .arbiter
+            .holds(access.domain, access.offset, access.len, access.dir)
+        {
+            return Err(RegistryError::NotHeld);
+        }
+        let bracket = if access.dir.writes() {
+            CpuAccess::Write
+        } else {
+            CpuAccess::Read
+        };
+        self.begin_origin_access(bracket)?;
+        let r = self.with_origin(access.offset, access.len, f);
+        self.end_origin_access(bracket)?;
+        r
+    }
+
+    // ------------------------------------------------------------------ observation
+
+    /// Wait until the write generation exceeds `after`, at most until `deadline`.
+    pub(super) fn wait_write(&self, after: u64, deadline: Instant) -> Result<u64, RegistryError> {
+        let mut st = lock(&self.state);
+        loop {
+            if st.write_generation > after {
+                return Ok(st.write_generation);
+            }
+            if st.revoked {
+                return Err(RegistryError::Revoked(self.uuid));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(RegistryError::Timeout);
+            }
+            st = self
+                .written
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The buffer as LIST and INFO describe it.
+    pub(super) fn summary(&self) -> BufferSummary {
+        let st = lock(&self.state);
+        BufferSummary {
+            uuid: self.uuid,
+            size: self.size,
+            read_only: self.read_only,
+            host_only: self.host_only,
+            host_backed: self.host_backed(),
+            revoked: st.revoked,
+            write_generation: st.write_generation,
+            importers: u32::try_from(st.imports.len()).unwrap_or(u32::MAX),
+            nr_segs: self.nr_segs(),
+            owner: self.owner_name.clone(),
+        }
+    }
+
+    /// Granted and waiting accesses (for tests: waits are asserted by state, not by time).
+    #[cfg(test)]
+    pub(super) fn counts(&self) -> (usize, usize) {
+        let st = lock(&self.state);
+        (st.arbiter.granted_count(), st.arbiter.waiting_count())
+    }
+}
+
+/// Which way a fence copies.
+#[derive(Clone, Copy)]
+enum Toward {
+    /// Import → origin (a write END).
+    Origin,
+    /// Origin → import (a granted START).
+    Import,
+}

@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! The guest requests (spec section 6), on the typed requests the protocol crate decodes. Each
+//! asks the maps first and the buffer second, never holding both locks (see the module doc of
+//! [`super`]); completions and events go out once both are dropped.
+
+use std::sync::Arc;
+
+use log::debug;
+use virtio_dmabuf_proto::request::{AttachRequest, CreateRequest, SyncPhase, SyncRequest};
+use virtio_dmabuf_proto::uuid;
+use virtio_dmabuf_proto::virtio::Uuid;
+use vm_memory::GuestAddressSpace;
+
+use super::buffer::{BufferParts, Origin, Owner, Requester, VmAccess};
+use super::maps::Released;
+use super::{fire, Completion, LookupInfo, Registry, RegistryError, SyncOutcome, VmHandle};
+use crate::arbiter::Access;
+use crate::memory::SegList;
+
+impl Registry {
+    /// CREATE: register guest pages as a new buffer.
+    pub fn create(&self, vm: &Arc<VmHandle>, req: CreateRequest) -> Result<Uuid, RegistryError> {
+        let segs = SegList::new(req.segments, req.size, &vm.mem.memory())
+            .map_err(RegistryError::Segments)?;
+        let runs = segs.runs() as u64;
+        let parts = BufferParts {
+            size: req.size,
+            read_only: req.flags.read_only,
+            host_only: req.flags.host_only,
+            owner: Owner::Vm(vm.domain),
+            owner_name: vm.name.clone(),
+            origin: Origin::Guest {
+                vm: vm.clone(),
+                segs,
+            },
+            access: if req.flags.host_only {
+                VmAccess::NoVm
+            } else {
+                VmAccess::All
+            },
+        };
+        let uuid = self.register(Some(vm), runs, parts)?;
+        debug!(
+            "{}: created {} ({} bytes, {runs} runs)",
+            vm.name,
+            uuid::format(&uuid),
+            req.size
+        );
+        Ok(uuid)
+    }
+
+    /// RELEASE: drop this VM's reference. An own buffer is destroyed; an import is detached.
+    pub fn release(&self, vm: &VmHandle, uuid: &Uuid) -> Result<(), RegistryError> {
+        match self.take_holding(vm, uuid)? {
+            Released::Gone => {}
+            Released::Destroyed(buf) => self.destroy(&buf, None),
+            Released::Detached(buf) => fire(buf.drop_domain(vm.domain, &self.stats)),
+        }
+        Ok(())
+    }
+
+    /// LOOKUP: size and flags as this VM sees them.
+    pub fn lookup(&self, vm: &VmHandle, uuid: &Uuid) -> Result<LookupInfo, RegistryError> {
+        let buf = self.visible(vm, uuid)?;
+        Ok(LookupInfo {
+            size: buf.size,
+            read_only: buf.read_only_for(vm.domain),
+            host_backed: buf.host_backed(),
+            own: buf.owner == Owner::Vm(vm.domain),
+        })
+    }
+
+    /// ATTACH: this VM's pages become its copy of a buffer registered elsewhere.
+    pub fn attach(&self, vm: &Arc<VmHandle>, req: AttachRequest) -> Result<(), RegistryError> {
+        let buf = self.visible(vm, &req.uuid)?;
+        if buf.owner == Owner::Vm(vm.domain) {
+            return Err(RegistryError::AlreadyExists(buf.uuid));
+        }
+        let segs = SegList::new(req.segments, buf.size, &vm.mem.memory())
+            .map_err(RegistryError::Segments)?;
+        let epoch = self.hold_attached(vm, &buf, segs.runs() as u64)?;
+        // Destroyed, or the VM reset, since the maps said yes: as if the ATTACH came after.
+        if let Err(e) = buf.add_import(vm, segs, epoch) {
+            self.unhold(vm.domain, &buf.uuid);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// SYNC. A START may park: then `done` is called later, exactly once.
+    pub fn guest_sync(&self, vm: &VmHandle, req: &SyncRequest, done: Completion) -> SyncOutcome {
+        let (buf, epoch) = match self.held_buffer(vm, &req.uuid) {
+            Ok(held) => held,
+            Err(e) => return SyncOutcome::Done(Err(e)),
+        };
+        let access = Access {
+            domain: vm.domain,
+            offset: req.offset,
+            len: req.len,
+            dir: req.dir,
+        };
+        if let Err(e) = buf.check_access(&access) {
+            return SyncOutcome::Done(Err(e));
+        }
+        match req.phase {
+            SyncPhase::End => {
+                let (r, fired) = buf.end(&access, &self.stats);
+                fire(fired);
+                SyncOutcome::Done(r)
+            }
+            SyncPhase::Start { timeout_ms } => {
+                self.begin(&buf, Requester::vm(vm, epoch), access, timeout_ms, done)
+            }
+        }
+    }
+}

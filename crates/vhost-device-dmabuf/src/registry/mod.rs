@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! The buffer registry, shared by every VM and host client of one daemon: which buffers exist,
+//! who holds them, who may access which bytes, and the data movement at fence points.
+//!
+//! Its files follow its locks:
+//!
+//! | file | lock it takes | what |
+//! |------|---------------|------|
+//! | [`maps`](self::maps) | `Registry::inner` only | buffers by UUID, domains, holdings, visibility, quotas |
+//! | [`buffer`](self::buffer) | one `Buffer::state` only | origin, imports, begin/end/grant, fences, revoke |
+//! | [`guest`](self::guest) | none itself | the guest requests (typed, from the protocol crate) |
+//! | [`host`](self::host) | none itself | host operations on a [`HostRange`], [`HostSession`] |
+//! | [`timer`](self::timer) | the timer's heap | the bounds of waiting begins |
+//!
+//! # Locks
+//!
+//! * `Registry::inner` guards the maps: buffers by UUID, domains and what each holds, the count
+//!   of host shares. It is held for lookups and updates of those only, and never together with
+//!   a buffer's `state`: no copy, no ioctl, no event and no completion runs under it.
+//! * `Buffer::state` guards one buffer's arbiter, imports, revoked flag and write generation.
+//!   The fence copies and the `DMA_BUF_IOCTL_SYNC` of a host dma-buf origin run under it, so an
+//!   END's copy-back lands before the waiters it unblocks are granted. No other registry lock is
+//!   taken under it (the timer's heap is filled after it is dropped).
+//! * Completions (a parked virtqueue request, a host client's reply) and REVOKED events are
+//!   collected under those locks and delivered after every registry lock is dropped.
+//!
+//! An operation that needs both runs them one after the other: the maps first (is the buffer
+//! there, may this domain use it), then the buffer. What changes between the two is caught on
+//! the buffer's side: a destroyed buffer is marked revoked under its own lock, and a domain that
+//! was reset in between has a new epoch (`VmHandle::epoch`), checked under the buffer's lock.
+
+mod buffer;
+mod error;
+mod guest;
+mod host;
+mod maps;
+mod timer;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use log::debug;
+use virtio_dmabuf_proto::virtio::{self, Event, Uuid};
+use vm_memory::GuestMemoryAtomic;
+
+use self::buffer::{Began, Buffer, Requester};
+pub use self::error::{chain, Quota, RegistryError};
+pub use self::host::{HostRange, HostSession, ShareRequest};
+use self::maps::Departure;
+use crate::arbiter::Access;
+pub use crate::arbiter::DomainId;
+pub use crate::limits::Limits;
+use crate::memory::GuestMem;
+
+/// Called once with the outcome of a parked begin.
+pub type Completion = Box<dyn FnOnce(Result<(), RegistryError>) + Send>;
+
+/// What a guest offers the registry besides its memory: its event queue.
+pub trait GuestPort: Send + Sync {
+    /// Post an event on the event queue; `false` if it was dropped (the driver offered no
+    /// buffer).
+    fn post_event(&self, event: &Event) -> bool;
+}
+
+/// One VM connection as the registry sees it.
+pub struct VmHandle {
+    /// Name (from the command line), used by access lists.
+    pub name: String,
+    /// Its arbitration domain.
+    pub domain: DomainId,
+    /// Its memory (replaced by the vhost-user layer on SET_MEM_TABLE).
+    pub mem: GuestMemoryAtomic<GuestMem>,
+    /// Event delivery.
+    pub port: Arc<dyn GuestPort>,
+    /// Moves on at each reset: parked requests of an older epoch are not answered, and work
+    /// begun before a reset is undone if it lands after it.
+    pub epoch: AtomicU64,
+}
+
+impl fmt::Debug for VmHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VmHandle")
+            .field("name", &self.name)
+            .field("domain", &self.domain)
+            .finish()
+    }
+}
+
+/// Counters for instrumentation (benchmarks read them; nothing depends on them).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Bytes the daemon copied between origins, copies, host files and sockets.
+    pub copied_bytes: AtomicU64,
+    /// Bytes host consumers reached in place (zero-copy views, udmabuf exports).
+    pub zero_copy_bytes: AtomicU64,
+    /// Events dropped because the event queue had no buffer.
+    pub dropped_events: AtomicU64,
+}
+
+/// The outcome of a SYNC or a begin that may wait.
+#[derive(Debug)]
+pub enum SyncOutcome {
+    /// Answered now.
+    Done(Result<(), RegistryError>),
+    /// Parked; the completion will be called exactly once.
+    Parked,
+}
+
+/// What LOOKUP tells a VM about a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LookupInfo {
+    /// Bytes.
+    pub size: u64,
+    /// This VM may only read it.
+    pub read_only: bool,
+    /// Its origin is a host file.
+    pub host_backed: bool,
+    /// This VM created it.
+    pub own: bool,
+}
+
+/// One buffer as LIST and INFO describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BufferSummary {
+    /// The buffer.
+    pub uuid: Uuid,
+    /// Bytes.
+    pub size: u64,
+    /// Importers get read access only.
+    pub read_only: bool,
+    /// No VM may import it.
+    pub host_only: bool,
+    /// Its origin is a host file.
+    pub host_backed: bool,
+    /// Revoked (seen only transiently: a revoked buffer leaves the map at once).
+    pub revoked: bool,
+    /// Write ENDs completed so far.
+    pub write_generation: u64,
+    /// VMs that imported it.
+    pub importers: u32,
+    /// Coalesced segments (guest-backed) or 1 (host-backed).
+    pub nr_segs: u32,
+    /// The owning VM's name, or `host:<pid>`.
+    pub owner: String,
+}
+
+/// Everything shared.
+pub struct Registry {
+    limits: Limits,
+    inner: Mutex<maps::Inner>,
+    next_domain: AtomicU64,
+    timer: timer::Timer,
+    /// Instrumentation.
+    pub stats: Stats,
+}
+
+/// Lock `m`. A panic while holding a lock is a bug elsewhere; keep serving rather than cascade.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Outcomes to deliver once every lock is dropped.
+type Fired = Vec<(Completion, Result<(), RegistryError>)>;
+
+fn fire(list: Fired) {
+    for (done, outcome) in list {
+        done(outcome);
+    }
+}
+
+impl Registry {
+    /// A registry with these limits, and its timeout thread.
+    pub fn new(limits: Limits) -> Result<Arc<Registry>, RegistryError> {
+        let reg = Arc::new(Registry {
+            limits,
+            inner: Mutex::new(maps::Inner::default()),
+            next_domain: AtomicU64::new(1),
+            timer: timer::Timer::default(),
+            stats: Stats::default(),
+        });
+        timer::start(&reg).map_err(RegistryError::TimerThread)?;
+        Ok(reg)
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A domain was reset (device reset): release everything it held, drop its accesses and
+    /// waiters everywhere, and answer the waiters that unblocks. The domain stays.
+    pub fn reset_domain(&self, domain: DomainId) {
+        self.depart_domain(domain, Departure::Reset);
+    }
+
+    /// A domain went away for good (disconnect, closed connection, dropped session).
+    pub fn remove_domain(&self, domain: DomainId) {
+        self.depart_domain(domain, Departure::Gone);
+    }
+
+    fn depart_domain(&self, domain: DomainId, how: Departure) {
+        let departed = self.depart(domain, how);
+        for buf in &departed.destroyed {
+            self.destroy(buf, None);
+        }
+        let mut fired = Fired::new();
+        for buf in &departed.others {
+            fired.extend(buf.drop_domain(domain, &self.stats));
+        }
+        fire(fired);
+    }
+
+    /// Destroy `buf` (already out of the map): fail its waiters, end its imports, tell the VMs
+    /// that imported it (and `also`, its owner on a REVOKE).
+    fn destroy(&self, buf: &Buffer, also: Option<Arc<VmHandle>>) {
+        let (fired, importers) = buf.revoke();
+        let told: Vec<Arc<VmHandle>> = also.into_iter().chain(importers).collect();
+        self.post_revoked(&buf.uuid, &told);
+        fire(fired);
+    }
+
+    /// Begin `access` on `buf`; a waiting begin gets its bound on the timer.
+    fn begin(
+        &self,
+        buf: &Buffer,
+        who: Requester<'_>,
+        access: Access,
+        timeout_ms: u32,
+        done: Completion,
+    ) -> SyncOutcome {
+        let (began, fired) = buf.begin(who, access, done, &self.stats);
+        fire(fired);
+        match began {
+            Began::Done(r) => SyncOutcome::Done(r),
+            Began::Waiting(ticket) => {
+                let deadline = Instant::now() + self.limits.wait_bound(timeout_ms);
+                self.timer.add(deadline, buf.uuid, ticket);
+                SyncOutcome::Parked
+            }
+        }
+    }
+
+    /// Post REVOKED for `uuid` to each of `vms` (after every lock is dropped).
+    fn post_revoked(&self, uuid: &Uuid, vms: &[Arc<VmHandle>]) {
+        let event = Event {
+            type_: virtio::event::REVOKED.to_le(),
+            reserved: 0,
+            uuid: *uuid,
+        };
+        for vm in vms {
+            if !vm.port.post_event(&event) {
+                debug!("{}: REVOKED event dropped", vm.name);
+                self.stats.dropped_events.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

@@ -152,16 +152,7 @@ pub fn status_hint(s: Status) -> &'static str {
 }
 
 /// `error` and its chain of sources, joined by ": " (how `dmabufctl` prints an error).
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
+pub use dmabuf_sys_util::report::chain;
 
 /// Result of the client library.
 pub type Result<T> = std::result::Result<T, ClientError>;

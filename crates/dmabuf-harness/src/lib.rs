@@ -32,14 +32,20 @@ use ram::{GuestRam, PageAllocator, PAGE};
 #[derive(Debug, Error)]
 pub enum HarnessError {
     /// A system call failed.
-    #[error("i/o: {0}")]
+    #[error("system call failed")]
     Io(#[from] std::io::Error),
     /// vhost-user messaging failed.
-    #[error("vhost-user: {0}")]
+    #[error("vhost-user message failed")]
     VhostUser(#[from] vhost::Error),
     /// The test set-up is impossible.
-    #[error("set-up: {0}")]
+    #[error("impossible set-up: {0}")]
     Setup(String),
+    /// Guest RAM could not be mapped.
+    #[error("cannot map guest RAM")]
+    MapRam(#[source] vm_memory::mmap::FromRangesError),
+    /// Guest memory could not be read or written.
+    #[error("cannot access guest memory at {0:#x}")]
+    GuestMemory(u64, #[source] vm_memory::GuestMemoryError),
     /// No free descriptors.
     #[error("virtqueue full")]
     QueueFull,
@@ -117,6 +123,8 @@ pub struct Staged {
 pub struct Pending {
     head: u16,
     resp: u64,
+    /// The driver's avail index once the chain was published.
+    avail: u16,
 }
 
 /// One simulated guest: QEMU's side of the socket plus the guest driver's side of the rings.
@@ -207,7 +215,7 @@ impl Vm {
                 .mem()
                 .get_host_address(vm_memory::GuestAddress(gpa))
                 .map(|p| p as u64)
-                .map_err(|e| HarnessError::Setup(e.to_string()))
+                .map_err(|e| HarnessError::GuestMemory(gpa, e))
         };
         let cfg = VringConfigData {
             queue_max_size: q.size,

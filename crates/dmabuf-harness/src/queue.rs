@@ -225,8 +225,7 @@ impl SplitQueue {
     fn kick_needed(&self, ram: &GuestRam, old: u16) -> Result<bool, HarnessError> {
         let mut b = [0u8; 2];
         if self.event_idx {
-            ram.read(self.used + 4 + 8 * u64::from(self.size), &mut b)?;
-            let event = u16::from_le_bytes(b);
+            let event = self.avail_event(ram)?;
             let new = self.avail_idx;
             Ok(new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old))
         } else {
@@ -243,6 +242,14 @@ impl SplitQueue {
         fence(Ordering::SeqCst);
         self.kick.write(1)?;
         Ok(())
+    }
+
+    /// The device's avail event (EVENT_IDX): the avail index it will be notified past, which
+    /// it sets to how far it read the ring when it goes back to sleep.
+    pub fn avail_event(&self, ram: &GuestRam) -> Result<u16, HarnessError> {
+        let mut b = [0u8; 2];
+        ram.read(self.used + 4 + 8 * u64::from(self.size), &mut b)?;
+        Ok(u16::from_le_bytes(b))
     }
 
     /// The driver's own avail index.

@@ -42,8 +42,8 @@ impl GuestRam {
                 ))
             })
             .collect::<Result<_, HarnessError>>()?;
-        let mem = GuestMemoryMmap::from_ranges_with_files(&with_files)
-            .map_err(|e| HarnessError::Setup(format!("mapping guest RAM: {e}")))?;
+        let mem =
+            GuestMemoryMmap::from_ranges_with_files(&with_files).map_err(HarnessError::MapRam)?;
         Ok(GuestRam { file, mem, size })
     }
 
@@ -74,14 +74,14 @@ impl GuestRam {
     pub fn write(&self, gpa: u64, data: &[u8]) -> Result<(), HarnessError> {
         self.mem
             .write_slice(data, GuestAddress(gpa))
-            .map_err(|e| HarnessError::Setup(format!("guest write at {gpa:#x}: {e}")))
+            .map_err(|e| HarnessError::GuestMemory(gpa, e))
     }
 
     /// Read guest memory.
     pub fn read(&self, gpa: u64, out: &mut [u8]) -> Result<(), HarnessError> {
         self.mem
             .read_slice(out, GuestAddress(gpa))
-            .map_err(|e| HarnessError::Setup(format!("guest read at {gpa:#x}: {e}")))
+            .map_err(|e| HarnessError::GuestMemory(gpa, e))
     }
 }
 

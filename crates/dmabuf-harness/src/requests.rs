@@ -10,6 +10,8 @@ use virtio_dmabuf_proto::virtio::{
 use virtio_dmabuf_proto::Status;
 use vm_memory::ByteValued;
 
+use virtio_bindings::bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+
 use crate::queue::Buf;
 use crate::{status_of, GuestBuffer, HarnessError, Pending, Vm};
 
@@ -163,7 +165,11 @@ impl Vm {
                 write: true,
             },
         ])?;
-        Ok(Pending { head, resp })
+        Ok(Pending {
+            head,
+            resp,
+            avail: self.req.avail_idx(),
+        })
     }
 
     /// Whether a pending START has been answered (without waiting).
@@ -175,6 +181,27 @@ impl Vm {
             return self.wait_pending(p, Duration::ZERO).map(Some);
         }
         Ok(None)
+    }
+
+    /// Wait until the device took a pending START from the ring, and tell whether it is still
+    /// unanswered, i.e. waiting in the device. Asserted by the device's state, not by time: with
+    /// EVENT_IDX the device publishes how far it read the ring (its avail event) before it goes
+    /// back to sleep, and an answered START is in the used ring. Without EVENT_IDX the device
+    /// publishes nothing of the kind, and this falls back to looking after 150 ms.
+    pub fn is_parked(&mut self, p: &Pending) -> Result<bool, HarnessError> {
+        if self.features & (1 << VIRTIO_RING_F_EVENT_IDX) == 0 {
+            std::thread::sleep(Duration::from_millis(150));
+            return self.try_pending(p).map(|s| s.is_none());
+        }
+        let deadline = std::time::Instant::now() + self.opts.timeout;
+        // `avail` counts the START; the device has read past it once its event reaches it.
+        while p.avail.wrapping_sub(self.req.avail_event(&self.ram)?) as i16 > 0 {
+            if std::time::Instant::now() > deadline {
+                return Err(HarnessError::Timeout(self.opts.timeout));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.try_pending(p).map(|s| s.is_none())
     }
 
     /// Wait for a pending START's answer.

@@ -6,9 +6,11 @@
 //! * [`dma_buf`] — Linux's dma-buf CPU-access bracket (`DMA_BUF_IOCTL_SYNC`);
 //! * [`memfd`] — memfds sealed against shrinking, the only files the daemon maps;
 //! * [`random`] — random bytes from the kernel (`getrandom(2)`), without opening a file;
-//! * [`size`] — byte sizes as command lines write them (`4096`, `0x1000`, `8K`, `2G`).
+//! * [`size`] — byte sizes as command lines write them (`4096`, `0x1000`, `8K`, `2G`);
+//! * [`report`] — an error and its causes as one line.
 
 pub mod dma_buf;
 pub mod memfd;
 pub mod random;
+pub mod report;
 pub mod size;

@@ -677,3 +677,6 @@ impl VhostUserBackend for DmabufBackend {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -136,13 +136,4 @@ impl RegistryError {
 }
 
 /// `error` and its causes, joined by ": " (for logs).
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
+pub use dmabuf_sys_util::report::chain;

@@ -35,6 +35,9 @@ Options:
   --ko FILE             extra kernel module (repeatable)
   --bin FILE            extra program for /bin (repeatable); shared libraries it needs
                         are copied from this host
+  --file SRC:DST        a file at the absolute path DST in the guest (repeatable), e.g.
+                        a test binary where the test expects it; executables get their
+                        shared libraries as with --bin
   --init-script FILE    guest command script baked in as /etc/dmabuf/cmd.sh
   --kmod NAME           extra in-tree module of the Debian kernel, with dependencies,
                         loaded at boot (repeatable; e.g. udmabuf on 6.12)
@@ -50,6 +53,7 @@ SERIES=""
 OUT=""
 KOS=()
 BINS=()
+FILES=()
 KMODS=()
 INIT_SCRIPT=""
 PRINT_KERNEL=0
@@ -60,6 +64,9 @@ while (($#)); do
         --out) OUT="${2:?--out needs a file name}"; shift ;;
         --ko) KOS+=("${2:?--ko needs a file}"); shift ;;
         --bin) BINS+=("${2:?--bin needs a file}"); shift ;;
+        --file)
+            [[ "${2:-}" == ?*:/?* ]] || die "--file needs SRC:/absolute/destination"
+            FILES+=("$2"); shift ;;
         --kmod) KMODS+=("${2:?--kmod needs a module name}"); shift ;;
         --init-script) INIT_SCRIPT="${2:?--init-script needs a file}"; shift ;;
         --print-kernel) PRINT_KERNEL=1 ;;
@@ -69,7 +76,7 @@ while (($#)); do
 done
 [[ -n "$SERIES" ]] || { usage >&2; die "--kernel is required"; }
 [[ -n "$OUT" ]] || { usage >&2; die "--out is required"; }
-for f in "${KOS[@]}" "${BINS[@]}" ${INIT_SCRIPT:+"$INIT_SCRIPT"}; do
+for f in "${KOS[@]}" "${BINS[@]}" "${FILES[@]%%:*}" ${INIT_SCRIPT:+"$INIT_SCRIPT"}; do
     [[ -f "$f" ]] || die "no such file: $f"
 done
 for f in "${KOS[@]}"; do
@@ -346,18 +353,30 @@ if ((${#ORDER[@]})); then
     have_extras=1
 fi
 
+# The shared libraries a dynamically linked program needs, from this host.
+copy_libs() { # program
+    local lib
+    file_is_static "$1" && return 0
+    while read -r lib; do
+        [[ -f "$lib" ]] || continue
+        mkdir -p "$ST$(dirname "$lib")"
+        cp -L "$lib" "$ST$lib"
+    done < <(ldd "$1" 2>/dev/null | awk '/=> \// {print $3} /^\t\// {print $1}')
+    debug "copied shared libraries for $1"
+}
+
 # Extra programs, with the shared libraries they need from this host.
 for b in "${BINS[@]}"; do
     install -m 755 "$b" "$ST/bin/"
     have_extras=1
-    if ! file_is_static "$b"; then
-        while read -r lib; do
-            [[ -f "$lib" ]] || continue
-            mkdir -p "$ST$(dirname "$lib")"
-            cp -L "$lib" "$ST$lib"
-        done < <(ldd "$b" 2>/dev/null | awk '/=> \// {print $3} /^\t\// {print $1}')
-        debug "copied shared libraries for $b"
-    fi
+    copy_libs "$b"
+done
+# Files at given paths (executables with their libraries).
+for f in "${FILES[@]}"; do
+    src="${f%%:*}" dst="${f#*:}"
+    install -D -m "$( [[ -x "$src" ]] && echo 755 || echo 644)" "$src" "$ST$dst"
+    have_extras=1
+    [[ -x "$src" ]] && copy_libs "$src"
 done
 
 if [[ -n "$INIT_SCRIPT" ]]; then

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-60}
 sanitizer=${FUZZ_SANITIZER:-address}
-if (($#)); then targets=("$@"); else targets=(request_decode sg_resolver control_protocol); fi
+if (($#)); then targets=("$@"); else targets=(request_decode sg_resolver control_protocol proto_decode); fi
 export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 

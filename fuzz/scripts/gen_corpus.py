@@ -309,6 +309,55 @@ def control_protocol():
     }
 
 
+# ----------------------------------------------------------------------------- decoders alone
+def pv(body, piece=0, max_segs=8):
+    """A virtqueue request for proto_decode, read in pieces of `piece` bytes (0: whole)."""
+    return bytes([0, piece, max_segs]) + body
+
+
+def pc(opcode, payload=b"", fd=False):
+    """A control request for proto_decode."""
+    return bytes([1, opcode, int(fd)]) + payload
+
+
+def proto_decode():
+    pages = [(0x100000 + i * 0x2000, 0x1000) for i in range(4)]
+    return {
+        "create": pv(create(0x4000, 1, pages), piece=5),
+        "create_contiguous": pv(create(0x3000, 0, [(0x100000, 0x1000), (0x101000, 0x2000)])),
+        "create_too_many": pv(create(0x9000, 0, pages * 3), max_segs=4),
+        "create_zero_len": pv(create(0x1000, 0, [(0x100000, 0), (0x200000, 0x1000)]), piece=3),
+        "create_overflow_sum": pv(create(2**64 - 1, 0, [(0, 2**64 - 1), (0, 2**64 - 1)])),
+        "create_flags": pv(create(0x1000, 8, [(0x100000, 0x1000)])),
+        "create_truncated": pv(create(0x2000, 0, [(0x100000, 0x1000)], nr=2), piece=1),
+        "attach": pv(attach(3, pages)),
+        "attach_reserved": pv(attach(3, pages, reserved=1)),
+        "release": pv(release(1), piece=7),
+        "lookup": pv(lookup(2)),
+        "sync_start": pv(sync(1, 4, 10, S_READ | S_WRITE, 20)),
+        "sync_end": pv(sync(1, 0, 1, S_WRITE | S_END)),
+        "sync_end_timeout": pv(sync(1, 0, 1, S_READ | S_END, 5)),
+        "sync_flags": pv(sync(1, 0, 1, 0x40)),
+        "sync_overflow": pv(sync(1, 2**64 - 1, 2, S_READ)),
+        "unknown": pv(hdr(0x1ff)),
+        "reserved": pv(hdr(SYNC, 1)),
+        "short": pv(b"\x04\x01\0"),
+        "ctl_share": pc(SHARE, struct.pack("<QII", 4096, 3, 2) + name("vm1") + name("vm2"), True),
+        "ctl_share_no_fd": pc(SHARE, struct.pack("<QII", 4096, 0, 0)),
+        "ctl_list": pc(LIST),
+        "ctl_info": pc(INFO, cuuid(1)),
+        "ctl_begin": pc(BEGIN, crange(1, 0, 10, C_READ | C_WRITE, 30)),
+        "ctl_end_arg": pc(END_, crange(1, 0, 10, C_READ, 1)),
+        "ctl_read": pc(READ, crange(1, 0, 0)),
+        "ctl_read_into": pc(READ_INTO, crange(1, 0, 10, 0, 2), True),
+        "ctl_write": pc(WRITE, crange(1, 3, 5) + b"hello"),
+        "ctl_write_short": pc(WRITE, crange(1, 3, 5) + b"hell"),
+        "ctl_wait": pc(WAIT_WRITE, cuuid(1) + struct.pack("<QII", 7, 100, 0)),
+        "ctl_revoke_fd": pc(REVOKE, cuuid(1), True),
+        "ctl_unknown": pc(42),
+    }
+
+
 def write(target, seeds):
     d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
@@ -319,7 +368,7 @@ def write(target, seeds):
 
 def main():
     targets = {"request_decode": request_decode, "sg_resolver": sg_resolver,
-               "control_protocol": control_protocol}
+               "control_protocol": control_protocol, "proto_decode": proto_decode}
     only = sys.argv[1:] or list(targets)
     for t in only:
         write(t, targets[t]())

@@ -5,5 +5,6 @@
 //! and every regression input through the same drivers in the normal test suite.
 
 pub mod control_protocol;
+pub mod proto_decode;
 pub mod request_decode;
 pub mod sg_resolver;

@@ -6,14 +6,16 @@
 //! RAM, the hole at 0xa0000-0xc0000, then two adjacent regions), put on a split virtqueue as a
 //! descriptor chain whose shape the input also chooses (split, indirect, misordered, reaching
 //! into the hole, looping...), and handed to `DmabufBackend::handle_event` — the same entry point
-//! the vhost-user daemon framework calls on a kick. So `Walk`, `RequestReader`, `ResponseWriter`,
-//! every request's decoding (`SyncReq::decode`, the segment parser, `SegListBuilder`) and the
-//! registry calls behind them run exactly as in the daemon.
+//! the vhost-user daemon framework calls on a kick. So the chain checks (`ChainShape`, virtio-queue's
+//! `Reader` and `Writer`), the protocol crate's decoder (`request::read_header`, `read_body`, the
+//! segment list reader) and the registry calls behind them run exactly as in the daemon.
 //!
 //! Beyond "no panic", each answer is checked against an independent model of the spec (sections
-//! 6 and 9): the status of every well-formed chain, the used length, and — with `SegList::build`
-//! as the reference for segment validation — the CREATE and ATTACH verdicts, quotas, LOOKUP
-//! flags, SYNC arbitration and the write generation (which only an `OK` write END may advance).
+//! 6 and 9): the status of every chain (a request reaching into the hole is `INVALID_ADDRESS`, a
+//! response area in it is used with length 0, neither acted on), the used length, and — with
+//! `SegList::build` as the reference for segment validation — the CREATE and ATTACH verdicts,
+//! quotas, LOOKUP flags, SYNC flags and arbitration and the write generation (which only an
+//! `OK` write END may advance).
 //!
 //! Input format (all little-endian):
 //! ```text
@@ -432,8 +434,6 @@ enum Expect {
     Answer(Status, u32),
     /// Used with length 0 (no status can be written, or the chain cannot be walked).
     Silent,
-    /// Nothing can be written: used with length 0, now or (a START that waits) later.
-    SilentWhenAnswered,
     /// CREATE succeeds: 24 bytes, a fresh UUID; the model learns it from the answer.
     Created { size: u64, runs: u64 },
     /// LOOKUP succeeds with this size and these flags.
@@ -696,12 +696,12 @@ pub fn run(data: &[u8]) {
         let what = format!("chain {k} ({:?}, {} bytes)", spec.layout, bytes.len());
         match (&expect, answer) {
             (Expect::Waits, None) => waiting.push(base),
-            (Expect::Any | Expect::SilentWhenAnswered, None) => {}
+            (Expect::Any, None) => {}
             (_, None) => panic!("{what} not answered, expected {expect:?}"),
             (Expect::Answer(s, l), Some(len)) => {
                 assert_eq!((len, answered), (*l, Some(*s)), "{what}");
             }
-            (Expect::Silent | Expect::SilentWhenAnswered, Some(len)) => {
+            (Expect::Silent, Some(len)) => {
                 assert_eq!(len, 0, "{what}: used length")
             }
             (Expect::Created { size, runs }, Some(len)) => {
@@ -809,13 +809,18 @@ fn expect(w: &World, m: &mut Model, spec: &ChainSpec<'_>, b: &[u8], import: bool
     if spec.layout == Layout::Misordered {
         return status(Status::InvalidRequest);
     }
-    if matches!(spec.layout, Layout::IntoHole | Layout::WritableInHole) {
-        // Acted on or not depending on how far the device reads: unpredictable from here on.
-        m.unsure = true;
-        if spec.layout == Layout::WritableInHole {
-            return Expect::SilentWhenAnswered;
-        }
-        return Expect::Any;
+    if spec.layout == Layout::WritableInHole {
+        // The whole response area is resolved before the request is read: nothing can be
+        // written, so nothing is done (spec section 9).
+        return Expect::Silent;
+    }
+    if spec.layout == Layout::IntoHole {
+        // Every readable descriptor is resolved before a byte is decoded.
+        return status(if b.is_empty() {
+            Status::InvalidRequest
+        } else {
+            Status::InvalidAddress
+        });
     }
     if b.len() < 8 {
         return status(Status::InvalidRequest);

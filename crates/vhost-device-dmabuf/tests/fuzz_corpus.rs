@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 #[path = "../../../fuzz/src/control_protocol.rs"]
 mod control_protocol;
 #[allow(dead_code)]
+#[path = "../../../fuzz/src/proto_decode.rs"]
+mod proto_decode;
+#[allow(dead_code)]
 #[path = "../../../fuzz/src/request_decode.rs"]
 mod request_decode;
 #[allow(dead_code)]
@@ -45,6 +48,11 @@ fn request_decode_inputs() {
 #[test]
 fn sg_resolver_inputs() {
     replay("sg_resolver", sg_resolver::run);
+}
+
+#[test]
+fn proto_decode_inputs() {
+    replay("proto_decode", proto_decode::run);
 }
 
 #[test]

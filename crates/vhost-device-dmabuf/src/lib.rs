@@ -2,13 +2,16 @@
 //! vhost-user backend of the virtio dma-buf sharing device (virtio ID 37).
 //!
 //! Where things are:
-//! * [`memory`] — the resolver: guest scatter-gather lists to host memory, per access;
+//! * [`vhu_dmabuf`] — the vhost-user glue: virtqueues, chains on virtio-queue's `Reader` and
+//!   `Writer`, typed requests (decoded by `virtio-dmabuf-proto`) to the registry, responses;
+//! * [`registry`] — buffers, domains, quotas, access control, data movement at fence points,
+//!   one file per lock (see its module documentation for the lock rules);
 //! * [`arbiter`] — the fence arbiter: a pure state machine per buffer;
-//! * [`registry`] — buffers, domains, quotas, access control, data movement at fence points;
-//! * [`vhu_dmabuf`] — the vhost-user glue: virtqueues, request decoding, responses;
-//! * [`poll`] — adaptive busy-polling of a request queue between requests;
+//! * [`memory`] — the resolver: guest scatter-gather lists to host memory, per access;
 //! * [`control`] — the host control socket server;
-//! * [`hostfile`] — host-backed buffers (memfd, dma-buf) and the udmabuf export.
+//! * [`hostfile`] — host-backed buffers (memfd, dma-buf) and the udmabuf export;
+//! * [`poll`] — adaptive busy-polling of a request queue between requests;
+//! * [`limits`] — quotas, policy and wait bounds; [`daemon`] — serving VM sockets.
 
 pub mod arbiter;
 pub mod control;

@@ -4,11 +4,11 @@
 //!
 //! One [`DmabufBackend`] serves one VM connection. A chain's device-readable part is read with
 //! virtio-queue's [`Reader`] and decoded by the wire-format crate into a typed
-//! [`Request`](virtio_dmabuf_proto::request::Request); the response goes out through a
+//! [`Request`]; the response goes out through a
 //! [`Writer`] over the device-writable part. A SYNC START that must wait leaves its chain unused;
 //! the registry completes it later from whichever thread unblocks it.
 //!
-//! Reader and Writer do not follow the spec's chain rules in two places, so [`ChainShape`] walks
+//! Reader and Writer do not follow the spec's chain rules in two places, so `ChainShape` walks
 //! each chain once before they do (a thin layer, nothing else):
 //! * `DescriptorChain`'s iterator ends quietly at a loop, after more descriptors than the queue
 //!   size, or at an indirect table it cannot read; Reader and Writer would take what came until
@@ -17,9 +17,16 @@
 //!   descriptor after a writable one would be read as part of the request; the spec answers it
 //!   `INVALID_REQUEST`.
 //!
-//! And one difference is deliberate: a Writer resolves the whole writable part when it is made,
+//! And two differences are deliberate: a Writer resolves the whole writable part when it is made,
 //! so a writable descriptor outside guest RAM makes the chain unanswerable (used length 0) before
-//! the request is acted on, where the device used to act and then fail to answer.
+//! the request is acted on, where the device used to act and then fail to answer; and a Reader
+//! resolves the whole readable part, so a request with a descriptor outside guest RAM is
+//! `INVALID_ADDRESS` even when the bytes the request needs are in RAM (spec section 9 lists "a
+//! device-readable descriptor of the request outside guest RAM").
+//!
+//! A parked START keeps its `DescriptorChain` (and the memory table it was popped with, to read
+//! the descriptors again) and is answered through a Writer over the memory of the moment of the
+//! answer, so a new memory table in between is honoured.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +43,7 @@ use virtio_bindings::bindings::virtio_ring::{
 };
 use virtio_dmabuf_proto::request::{read_body, read_header, DecodeLimits, Request, SyncRequest};
 use virtio_dmabuf_proto::virtio::{
-    self as wire, buf_flags, CreateResp, Event, LookupResp, RespHdr, VIRTIO_DMABUF_F_IMPORT,
+    self as wire, buf_flags, CreateResp, LookupResp, RespHdr, VIRTIO_DMABUF_F_IMPORT,
 };
 use virtio_dmabuf_proto::Status;
 use virtio_queue::{DescriptorChain, QueueT, Reader, Writer};
@@ -46,11 +53,12 @@ use vmm_sys_util::event::{
     new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
 };
 
+use self::events::{EventPort, Rings};
 use crate::limits::Limits;
 use crate::memory::GuestMem;
 use crate::poll::AdaptivePoll;
 use crate::registry::{
-    chain, Completion, GuestPort, LookupInfo, Registry, RegistryError, SyncOutcome, VmHandle,
+    chain, Completion, LookupInfo, Registry, RegistryError, SyncOutcome, VmHandle,
 };
 
 /// Queue size the backend accepts (QEMU's generic device defaults to 64).
@@ -162,25 +170,39 @@ fn lookup_flags(info: &LookupInfo) -> u32 {
     flags
 }
 
-/// Enable or disable the driver's notifications, under the ring lock and only while the queue is
-/// ready: a queue being reset has no rings, and the flags would land at guest address 0. `None`
-/// when the queue is not ready; when enabling, whether chains are already available.
-fn set_notification(vring: &VringRwLock, enable: bool) -> Result<Option<bool>, VhuError> {
+/// Ask the driver to notify again, under the ring lock and only while the queue is ready: a
+/// queue being reset has no rings, and the flags would land at guest address 0. `None` when the
+/// queue is not ready; otherwise whether chains are already available.
+fn enable_notifications(vring: &VringRwLock) -> Result<Option<bool>, VhuError> {
     let mut state = vring.get_mut();
     if !state.get_queue().ready() {
         return Ok(None);
     }
-    if enable {
-        state
-            .enable_notification()
-            .map(Some)
-            .map_err(VhuError::Notification)
-    } else {
-        state
-            .disable_notification()
-            .map(|()| Some(false))
-            .map_err(VhuError::Notification)
+    state
+        .enable_notification()
+        .map(Some)
+        .map_err(VhuError::Notification)
+}
+
+/// Ask the driver not to notify (while the worker drains and polls), on the same terms; `None`
+/// when the queue is not ready.
+fn disable_notifications(vring: &VringRwLock) -> Result<Option<()>, VhuError> {
+    let mut state = vring.get_mut();
+    if !state.get_queue().ready() {
+        return Ok(None);
     }
+    state
+        .disable_notification()
+        .map(Some)
+        .map_err(VhuError::Notification)
+}
+
+/// What one drain of the request queue did.
+struct Drained {
+    /// Chains popped.
+    popped: usize,
+    /// Whether any was marked used (a parked START is popped but not used yet).
+    used_any: bool,
 }
 
 /// Mark `head` used with `len` bytes and notify the driver if it asks to be (for answers given
@@ -195,53 +217,6 @@ fn complete(vring: &VringRwLock, head: u16, len: u32) {
         if let Err(e) = vring.signal_used_queue() {
             debug!("signalling the used queue: {e}");
         }
-    }
-}
-
-/// The rings of one VM, reachable from other threads (parked completions, events).
-#[derive(Default)]
-struct Rings {
-    vrings: Mutex<Option<Vec<VringRwLock>>>,
-}
-
-impl Rings {
-    fn get(&self, index: u16) -> Option<VringRwLock> {
-        self.vrings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .and_then(|v| v.get(usize::from(index)).cloned())
-    }
-}
-
-/// The event queue of one VM, as the registry posts to it.
-struct EventPort {
-    rings: Arc<Rings>,
-    mem: GuestMemoryAtomic<GuestMem>,
-}
-
-impl GuestPort for EventPort {
-    fn post_event(&self, event: &Event) -> bool {
-        let Some(vring) = self.rings.get(wire::EVENT_QUEUE) else {
-            return false;
-        };
-        let mem = self.mem.memory();
-        let chain = vring
-            .get_mut()
-            .get_queue_mut()
-            .pop_descriptor_chain(mem.clone());
-        let Some(chain) = chain else {
-            debug!("event queue empty: event dropped");
-            return false;
-        };
-        let head = chain.head_index();
-        let len = if ChainShape::of(&chain).walkable {
-            Writer::new(&*mem, chain).map_or(0, |mut out| respond(&mut out, event.as_slice()))
-        } else {
-            0
-        };
-        complete(&vring, head, len);
-        true
     }
 }
 
@@ -348,10 +323,10 @@ impl VmBackend {
         loop {
             // With EVENT_IDX the driver stays quiet until notifications are enabled again (the
             // avail event is left behind); without it this sets VRING_USED_F_NO_NOTIFY.
-            if set_notification(vring, false)?.is_none() {
+            if disable_notifications(vring)?.is_none() {
                 break;
             }
-            let (popped, used_any) = self.drain(vring)?;
+            let Drained { popped, used_any } = self.drain(vring)?;
             if used_any && vring.needs_notification().unwrap_or(true) {
                 vring.signal_used_queue().map_err(VhuError::Signal)?;
             }
@@ -360,7 +335,7 @@ impl VmBackend {
                 // more than a queue's worth ahead. Nothing is served until it repairs the ring
                 // (or resets the device); its next kick brings the worker back.
                 debug!("{}: avail index out of range, queue idle", self.vm.name);
-                set_notification(vring, true)?;
+                enable_notifications(vring)?;
                 break;
             }
             if !window.is_zero() && self.poll_avail(vring, window) {
@@ -368,7 +343,7 @@ impl VmBackend {
                 continue;
             }
             // A request posted before notifications were enabled is seen here.
-            if set_notification(vring, true)? != Some(true) {
+            if enable_notifications(vring)? != Some(true) {
                 break;
             }
             expect_chain = true;
@@ -377,9 +352,8 @@ impl VmBackend {
         Ok(())
     }
 
-    /// Pop and answer every available chain: how many were popped, and whether any was marked
-    /// used (a parked START is popped but not used yet).
-    fn drain(&self, vring: &VringRwLock) -> Result<(usize, bool), VhuError> {
+    /// Pop and answer every available chain.
+    fn drain(&self, vring: &VringRwLock) -> Result<Drained, VhuError> {
         let (mut popped, mut used_any) = (0, false);
         loop {
             let mem = self.vm.mem.memory();
@@ -388,7 +362,7 @@ impl VmBackend {
                 .get_queue_mut()
                 .pop_descriptor_chain(mem.clone());
             let Some(chain) = next else {
-                return Ok((popped, used_any));
+                return Ok(Drained { popped, used_any });
             };
             popped += 1;
             let head = chain.head_index();
@@ -678,5 +652,6 @@ impl VhostUserBackend for DmabufBackend {
     }
 }
 
+mod events;
 #[cfg(test)]
 mod tests;

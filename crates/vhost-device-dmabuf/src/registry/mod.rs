@@ -6,11 +6,11 @@
 //!
 //! | file | lock it takes | what |
 //! |------|---------------|------|
-//! | [`maps`](self::maps) | `Registry::inner` only | buffers by UUID, domains, holdings, visibility, quotas |
-//! | [`buffer`](self::buffer) | one `Buffer::state` only | origin, imports, begin/end/grant, fences, revoke |
-//! | [`guest`](self::guest) | none itself | the guest requests (typed, from the protocol crate) |
-//! | [`host`](self::host) | none itself | host operations on a [`HostRange`], [`HostSession`] |
-//! | [`timer`](self::timer) | the timer's heap | the bounds of waiting begins |
+//! | `maps.rs` | `Registry::inner` only | buffers by UUID, domains, holdings, visibility, quotas |
+//! | `buffer.rs` | one `Buffer::state` only | origin, imports, begin/end/grant, fences, revoke |
+//! | `guest.rs` | none itself | the guest requests (typed, from the protocol crate) |
+//! | `host.rs` | none itself | host operations on a [`HostRange`], [`HostSession`] |
+//! | `timer.rs` | the timer's heap | the bounds of waiting begins |
 //!
 //! # Locks
 //!

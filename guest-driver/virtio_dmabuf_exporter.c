@@ -101,7 +101,9 @@ void vdmabuf_exporter_revoked(struct vdmabuf_device *dev, const u8 *uuid)
 	buf = vdmabuf_table_find(dev, uuid);
 	if (buf && buf->kind == VDMABUF_IMPORTED) {
 		set_bit(VDMABUF_REVOKED, &buf->state);
-		pr_info("%s: buffer %pUb revoked\n", dev->name, uuid);
+		/* the device decides how often: rate limited */
+		pr_info_ratelimited("%s: buffer %pUb revoked\n", dev->name,
+				    uuid);
 	}
 	mutex_unlock(&dev->lock);
 }

@@ -45,6 +45,12 @@
 
 /* Slack added to a START's wait bound before the driver gives up waiting. */
 #define VDMABUF_SYNC_SLACK_MS		2000
+/*
+ * Configuration space values the driver accepts (probe refuses the device
+ * otherwise, README.md "Loading"): max_segments, max_buffers and max_bytes
+ * at least 1; sync_timeout_ms from 1 ms to 1 hour.
+ */
+#define VDMABUF_SYNC_TIMEOUT_MAX_MS	3600000
 /* request_timeout_ms: default and accepted range */
 #define VDMABUF_REQ_TIMEOUT_MS		30000
 #define VDMABUF_REQ_TIMEOUT_MIN_MS	100
@@ -103,6 +109,7 @@ struct vdmabuf_device {
 	wait_queue_head_t space_wq;	/* woken when reqq chains are returned */
 	unsigned long space_gen;	/* bumped when reqq chains are returned */
 	struct list_head orphans;	/* answered requests whose waiter left */
+	struct workqueue_struct *wq;	/* orphan_work, event_work: may sleep long */
 	struct work_struct orphan_work;
 	struct list_head kept;		/* vdmabuf_pages kept until the reset */
 

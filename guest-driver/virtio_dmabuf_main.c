@@ -29,7 +29,13 @@ static const struct vdmabuf_upcalls vdmabuf_upcalls = {
 	.revoked = vdmabuf_exporter_revoked,
 };
 
-static void vdmabuf_read_config(struct vdmabuf_device *dev)
+/*
+ * Read the configuration space and refuse values the driver cannot work
+ * with: a zero limit (no request could succeed) or a START bound of 0 or
+ * more than VDMABUF_SYNC_TIMEOUT_MAX_MS (the driver waits that long plus
+ * VDMABUF_SYNC_SLACK_MS for a START; nothing real needs more than an hour).
+ */
+static int vdmabuf_read_config(struct vdmabuf_device *dev)
 {
 	struct virtio_device *vdev = dev->vdev;
 
@@ -41,6 +47,21 @@ static void vdmabuf_read_config(struct vdmabuf_device *dev)
 			&dev->max_bytes);
 	virtio_cread_le(vdev, struct virtio_dmabuf_config, sync_timeout_ms,
 			&dev->sync_timeout_ms);
+
+	if (!dev->max_segments || !dev->max_buffers || !dev->max_bytes) {
+		dev_err(&vdev->dev,
+			"refusing the device: a zero limit in its configuration (max_segments %u max_buffers %u max_bytes %llu)\n",
+			dev->max_segments, dev->max_buffers, dev->max_bytes);
+		return -EINVAL;
+	}
+	if (!dev->sync_timeout_ms ||
+	    dev->sync_timeout_ms > VDMABUF_SYNC_TIMEOUT_MAX_MS) {
+		dev_err(&vdev->dev,
+			"refusing the device: sync_timeout_ms %u outside 1..%u\n",
+			dev->sync_timeout_ms, VDMABUF_SYNC_TIMEOUT_MAX_MS);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static int vdmabuf_probe(struct virtio_device *vdev)
@@ -88,7 +109,9 @@ static int vdmabuf_probe(struct virtio_device *vdev)
 	snprintf(dev->name, sizeof(dev->name), VIRTIO_DMABUF_DEV_PREFIX "%d",
 		 dev->index);
 
-	vdmabuf_read_config(dev);
+	ret = vdmabuf_read_config(dev);
+	if (ret)
+		goto err_ida;
 	dev->can_import = virtio_has_feature(vdev, VIRTIO_DMABUF_F_IMPORT);
 	dev->indirect = virtio_has_feature(vdev, VIRTIO_RING_F_INDIRECT_DESC);
 

@@ -8,6 +8,7 @@
  * what the device did for a request whose waiter had left (late answers).
  */
 
+#include <linux/overflow.h>
 #include <linux/slab.h>
 
 #include "virtio_dmabuf_internal.h"
@@ -138,13 +139,33 @@ int vdmabuf_request_release(struct vdmabuf_device *dev, const u8 *uuid,
 	ret = vdmabuf_req_run(dev, req);
 	if (ret && ret != -ENOENT && !req->abandoned) {
 		if (ret != -ENODEV)
-			pr_warn("%s: RELEASE of %pUb failed (%d): its pages stay allocated until the device is reset\n",
-				dev->name, uuid, ret);
+			pr_warn_ratelimited("%s: RELEASE of %pUb failed (%d): its pages stay allocated until the device is reset\n",
+					    dev->name, uuid, ret);
 		vdmabuf_device_keep_pages(dev, req->pages);
 		req->pages = NULL;
 	}
 	vdmabuf_req_put(req);
 	return ret;
+}
+
+/*
+ * How long the driver waits for a START asked with @timeout_ms: the device's
+ * bound (@timeout_ms, 0 or above sync_timeout_ms: sync_timeout_ms) plus
+ * VDMABUF_SYNC_SLACK_MS. Probe bounds sync_timeout_ms, so the sum fits; it is
+ * computed without wrapping all the same.
+ */
+static unsigned int vdmabuf_start_wait_ms(const struct vdmabuf_device *dev,
+					  u32 timeout_ms)
+{
+	u32 bound = dev->sync_timeout_ms, wait;
+
+	BUILD_BUG_ON(VDMABUF_SYNC_TIMEOUT_MAX_MS >
+		     U32_MAX - VDMABUF_SYNC_SLACK_MS);
+	if (timeout_ms && timeout_ms < bound)
+		bound = timeout_ms;
+	if (check_add_overflow(bound, (u32)VDMABUF_SYNC_SLACK_MS, &wait))
+		wait = U32_MAX;
+	return wait;
 }
 
 /*
@@ -157,7 +178,6 @@ int vdmabuf_request_sync(struct vdmabuf_device *dev, const u8 *uuid,
 			 u64 offset, u64 len, u32 flags, u32 timeout_ms)
 {
 	struct vdmabuf_req *req;
-	u32 bound;
 	int ret;
 
 	req = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_SYNC, sizeof(req->in.sync),
@@ -173,11 +193,9 @@ int vdmabuf_request_sync(struct vdmabuf_device *dev, const u8 *uuid,
 	if (flags & VIRTIO_DMABUF_SYNC_END) {
 		ret = vdmabuf_req_run(dev, req);
 	} else {
-		bound = dev->sync_timeout_ms;
-		if (timeout_ms && timeout_ms < bound)
-			bound = timeout_ms;
 		ret = vdmabuf_req_run_start(dev, req,
-					    bound + VDMABUF_SYNC_SLACK_MS);
+					    vdmabuf_start_wait_ms(dev,
+								  timeout_ms));
 	}
 	vdmabuf_req_put(req);
 	return ret;
@@ -197,8 +215,8 @@ static void vdmabuf_orphan_end(struct vdmabuf_device *dev,
 	end = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_SYNC, sizeof(end->in.sync),
 				sizeof(end->out.hdr));
 	if (!end) {
-		pr_warn("%s: cannot end an abandoned access: out of memory\n",
-			dev->name);
+		pr_warn_ratelimited("%s: cannot end an abandoned access: out of memory\n",
+				    dev->name);
 		return;
 	}
 	end->in.sync = start->in.sync;
@@ -206,7 +224,8 @@ static void vdmabuf_orphan_end(struct vdmabuf_device *dev,
 	end->in.sync.timeout_ms = 0;
 	ret = vdmabuf_req_run(dev, end);
 	if (ret && ret != -ENODEV && !end->abandoned)
-		pr_warn("%s: ending an abandoned access: %d\n", dev->name, ret);
+		pr_warn_ratelimited("%s: ending an abandoned access: %d\n",
+				    dev->name, ret);
 	vdmabuf_req_put(end);
 }
 
@@ -249,8 +268,8 @@ void vdmabuf_request_late_answer(struct vdmabuf_device *dev,
 	case VIRTIO_DMABUF_REQ_RELEASE:
 		/* OK, NOT_FOUND and a reset free the pages with the request */
 		if (status && status != -ENOENT && !req->error) {
-			pr_warn("%s: abandoned RELEASE of %pUb failed (%d): its pages stay allocated until the device is reset\n",
-				dev->name, req->in.uuid.uuid, status);
+			pr_warn_ratelimited("%s: abandoned RELEASE of %pUb failed (%d): its pages stay allocated until the device is reset\n",
+					    dev->name, req->in.uuid.uuid, status);
 			vdmabuf_device_keep_pages(dev, req->pages);
 			req->pages = NULL;
 		}

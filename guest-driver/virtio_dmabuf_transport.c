@@ -336,7 +336,7 @@ static void vdmabuf_req_finish(struct vdmabuf_device *dev,
 	if (atomic_xchg(&req->state, VDMABUF_REQ_DONE) ==
 	    VDMABUF_REQ_ABANDONED) {
 		list_add_tail(&req->orphan, &dev->orphans);
-		schedule_work(&dev->orphan_work);
+		queue_work(dev->wq, &dev->orphan_work);
 	} else {
 		complete(&req->done);
 	}
@@ -653,7 +653,7 @@ static void vdmabuf_evq_done(struct virtqueue *vq)
 {
 	struct vdmabuf_device *dev = vq->vdev->priv;
 
-	schedule_work(&dev->event_work);
+	queue_work(dev->wq, &dev->event_work);
 }
 
 /* ------------------------------------------------------------------ */
@@ -715,9 +715,19 @@ int vdmabuf_transport_init(struct vdmabuf_device *dev)
 	INIT_WORK(&dev->orphan_work, vdmabuf_orphan_work);
 	INIT_WORK(&dev->event_work, vdmabuf_event_work);
 
+	/*
+	 * The workers may wait for the device for up to request_timeout_ms
+	 * (an hour at most): not on the system workqueue. Unbound, since they
+	 * sleep; no WQ_MEM_RECLAIM: no memory reclaim waits for them (they
+	 * allocate with GFP_KERNEL themselves).
+	 */
+	dev->wq = alloc_workqueue("%s", WQ_UNBOUND, 0, dev->name);
+	if (!dev->wq)
+		return -ENOMEM;
+
 	ret = vdmabuf_setup_vqs(dev);
 	if (ret)
-		return ret;
+		goto err_wq;
 
 	/*
 	 * Every request is one descriptor with indirect descriptors and at
@@ -740,6 +750,9 @@ int vdmabuf_transport_init(struct vdmabuf_device *dev)
 
 err_vqs:
 	dev->vdev->config->del_vqs(dev->vdev);
+err_wq:
+	destroy_workqueue(dev->wq);
+	dev->wq = NULL;
 	return ret;
 }
 
@@ -780,4 +793,7 @@ void vdmabuf_transport_destroy(struct vdmabuf_device *dev)
 	vdev->config->del_vqs(vdev);
 	kfree(dev->events);
 	dev->events = NULL;
+	/* nothing queues work any more: the reset stopped the callbacks */
+	destroy_workqueue(dev->wq);
+	dev->wq = NULL;
 }

@@ -20,6 +20,16 @@ impl DaemonProcess {
     /// Start `bin` with one socket per VM name and a control socket, plus `extra` arguments.
     /// Returns once every socket exists.
     pub fn spawn(bin: &Path, vms: &[&str], extra: &[&str]) -> Result<DaemonProcess, HarnessError> {
+        DaemonProcess::spawn_logged(bin, vms, extra, None)
+    }
+
+    /// [`DaemonProcess::spawn`] with the daemon's log (`RUST_LOG=info`) written to `log`.
+    pub fn spawn_logged(
+        bin: &Path,
+        vms: &[&str],
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> Result<DaemonProcess, HarnessError> {
         let dir = std::env::temp_dir().join(format!(
             "dmabuf-harness-{}-{}",
             std::process::id(),
@@ -34,7 +44,10 @@ impl DaemonProcess {
         cmd.arg("--control-socket").arg(dir.join("control.sock"));
         cmd.args(extra);
         cmd.stdin(Stdio::null());
-        if std::env::var_os("DMABUF_HARNESS_VERBOSE").is_none() {
+        if let Some(path) = log {
+            cmd.stderr(std::fs::File::create(path)?);
+            cmd.env("RUST_LOG", "info");
+        } else if std::env::var_os("DMABUF_HARNESS_VERBOSE").is_none() {
             cmd.stderr(Stdio::null());
             cmd.env("RUST_LOG", "warn");
         }

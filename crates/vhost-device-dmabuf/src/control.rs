@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use dmabuf_sys_util::fds::{nofile_limit, recv_with_fd, Received};
 use log::{debug, info, warn};
 use thiserror::Error;
 use virtio_dmabuf_proto::control::{
@@ -26,12 +27,15 @@ use vm_memory::ByteValued;
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
 use crate::arbiter::DomainId;
+use crate::ratelimit::RateLimit;
 use crate::registry::{chain, BufferSummary, HostRange, Registry, RegistryError, ShareRequest};
 
 /// Most simultaneous control connections.
 pub const MAX_CLIENTS: usize = 64;
 /// A client that started a frame must finish it within this time.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after a failed accept (out of fds, say) before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Why a socket path cannot be bound.
 #[derive(Debug, Error)]
@@ -88,25 +92,54 @@ pub fn prepare_socket_path(path: &Path) -> Result<(), SocketPathError> {
     }
 }
 
-/// Bind the control socket (mode 0600) and serve it on a thread.
-pub fn start(registry: Arc<Registry>, path: &Path) -> Result<thread::JoinHandle<()>, ControlError> {
-    prepare_socket_path(path).map_err(ControlError::Path)?;
-    let listener = UnixListener::bind(path).map_err(|e| ControlError::Bind(path.to_owned(), e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| ControlError::Mode(path.to_owned(), e))?;
-    info!("control socket listening on {}", path.display());
-    let clients = Arc::new(AtomicUsize::new(0));
-    thread::Builder::new()
-        .name("dmabuf-control".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                match conn {
-                    Ok(stream) => accept(&registry, stream, &clients),
-                    Err(e) => warn!("control: accepting a connection: {e}"),
+/// The control socket, bound (mode 0600) and not served yet: the daemon binds it before its
+/// sandbox closes the filesystem and serves it after.
+pub struct ControlSocket {
+    listener: UnixListener,
+}
+
+impl ControlSocket {
+    /// Bind `path` (replacing a stale socket file, refusing a live one) with mode 0600.
+    pub fn bind(path: &Path) -> Result<ControlSocket, ControlError> {
+        prepare_socket_path(path).map_err(ControlError::Path)?;
+        let listener =
+            UnixListener::bind(path).map_err(|e| ControlError::Bind(path.to_owned(), e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| ControlError::Mode(path.to_owned(), e))?;
+        info!("control socket listening on {}", path.display());
+        Ok(ControlSocket { listener })
+    }
+
+    /// Serve it on a thread of its own (one more per connection).
+    pub fn serve(self, registry: Arc<Registry>) -> Result<thread::JoinHandle<()>, ControlError> {
+        let clients = Arc::new(AtomicUsize::new(0));
+        thread::Builder::new()
+            .name("dmabuf-control".into())
+            .spawn(move || self.accept_loop(&registry, &clients))
+            .map_err(ControlError::Thread)
+    }
+
+    fn accept_loop(&self, registry: &Arc<Registry>, clients: &Arc<AtomicUsize>) {
+        static ACCEPT_FAILED: RateLimit = RateLimit::new("control: accepting a connection failed");
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => accept(registry, stream, clients),
+                Err(e) => {
+                    if let Some(n) = ACCEPT_FAILED.admit() {
+                        warn!("control: accepting a connection: {e}{n}");
+                    }
+                    // Out of fds (or another persistent failure): do not spin; the connection
+                    // waits in the backlog until an fd is free.
+                    thread::sleep(ACCEPT_BACKOFF);
                 }
             }
-        })
-        .map_err(ControlError::Thread)
+        }
+    }
+}
+
+/// Bind the control socket (mode 0600) and serve it on a thread.
+pub fn start(registry: Arc<Registry>, path: &Path) -> Result<thread::JoinHandle<()>, ControlError> {
+    ControlSocket::bind(path)?.serve(registry)
 }
 
 fn peer_uid(stream: &UnixStream) -> io::Result<(u32, i32)> {
@@ -129,24 +162,37 @@ fn peer_uid(stream: &UnixStream) -> io::Result<(u32, i32)> {
     Ok((cred.uid, cred.pid))
 }
 
+/// The lines a connecting client can trigger again and again.
+static PEER_CRED: RateLimit = RateLimit::new("control: cannot read peer credentials");
+static REFUSED_UID: RateLimit = RateLimit::new("control: refusing a peer uid");
+static TOO_MANY: RateLimit = RateLimit::new("control: too many clients");
+static NO_THREAD: RateLimit = RateLimit::new("control: cannot spawn a connection thread");
+static LIST_CUT: RateLimit = RateLimit::new("control: LIST truncated");
+
 fn accept(registry: &Arc<Registry>, mut stream: UnixStream, clients: &Arc<AtomicUsize>) {
     let (uid, pid) = match peer_uid(&stream) {
         Ok(c) => c,
         Err(e) => {
-            warn!("control: cannot read peer credentials: {e}");
+            if let Some(n) = PEER_CRED.admit() {
+                warn!("control: cannot read peer credentials: {e}{n}");
+            }
             return;
         }
     };
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     if uid != me && uid != 0 {
-        warn!("control: refusing pid {pid} (uid {uid}, daemon uid {me})");
+        if let Some(n) = REFUSED_UID.admit() {
+            warn!("control: refusing pid {pid} (uid {uid}, daemon uid {me}){n}");
+        }
         let _ = send(&stream, Status::PermissionDenied, &[], None);
         return;
     }
     if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
         clients.fetch_sub(1, Ordering::SeqCst);
-        warn!("control: too many clients, refusing pid {pid}");
+        if let Some(n) = TOO_MANY.admit() {
+            warn!("control: too many clients, refusing pid {pid}{n}");
+        }
         let _ = send(&stream, Status::QuotaExceeded, &[], None);
         let _ = stream.flush();
         return;
@@ -172,7 +218,9 @@ fn accept(registry: &Arc<Registry>, mut stream: UnixStream, clients: &Arc<Atomic
             debug!("control: pid {pid} gone");
         });
     if let Err(e) = spawned {
-        warn!("control: cannot spawn a connection thread: {e}");
+        if let Some(n) = NO_THREAD.admit() {
+            warn!("control: cannot spawn a connection thread: {e}{n}");
+        }
     }
 }
 
@@ -219,6 +267,8 @@ struct Frame {
     op: u32,
     payload: Vec<u8>,
     fd: Option<File>,
+    /// An fd came with it but was dropped: the daemon is at its fd limit.
+    fd_dropped: bool,
 }
 
 /// A response: payload and optional fd (status OK).
@@ -264,8 +314,16 @@ impl Refusal {
                 e.status()
             }
             Refusal::Registry(e) => {
-                if std::error::Error::source(e).is_some() {
-                    info!("control: pid {pid}: {}", chain(e));
+                static FD_LIMIT: RateLimit = RateLimit::new("control: fd limit");
+                static FAILED: RateLimit = RateLimit::new("control: request failed");
+                if e.fd_exhaustion() {
+                    if let Some(n) = FD_LIMIT.admit() {
+                        warn!("control: pid {pid}: {}{n}", chain(e));
+                    }
+                } else if std::error::Error::source(e).is_some() {
+                    if let Some(n) = FAILED.admit() {
+                        info!("control: pid {pid}: {}{n}", chain(e));
+                    }
                 } else {
                     debug!("control: pid {pid}: {e}");
                 }
@@ -329,10 +387,11 @@ impl Connection<'_> {
     fn read_frame(&mut self) -> io::Result<Option<Result<Frame, CtlError>>> {
         let mut hdr = CtlReqHdr::default();
         self.stream.set_read_timeout(None)?;
-        let (n, fd) = self
-            .stream
-            .recv_with_fd(hdr.as_mut_slice())
-            .map_err(|e| io::Error::from_raw_os_error(e.errno()))?;
+        let Received {
+            bytes: n,
+            fd,
+            fd_dropped,
+        } = recv_with_fd(&*self.stream, hdr.as_mut_slice())?;
         if n == 0 {
             return Ok(None);
         }
@@ -344,10 +403,19 @@ impl Connection<'_> {
         };
         let mut payload = vec![0u8; len as usize];
         self.stream.read_exact(&mut payload)?;
-        Ok(Some(Ok(Frame { op, payload, fd })))
+        Ok(Some(Ok(Frame {
+            op,
+            payload,
+            fd,
+            fd_dropped,
+        })))
     }
 
     fn dispatch(&mut self, f: Frame) -> Result<Reply, Refusal> {
+        if f.fd_dropped {
+            let limit = nofile_limit().map_or(0, |l| l.soft);
+            return Err(Refusal::Registry(RegistryError::FdDropped(limit)));
+        }
         let request = decode_request(f.op, &f.payload, f.fd.is_some()).map_err(Refusal::Decode)?;
         let (reg, domain) = (self.registry, self.domain);
         // The decoder checked that an fd came exactly with the ops that take one.
@@ -373,7 +441,12 @@ impl Connection<'_> {
                 let max = MAX_PAYLOAD as usize / size_of::<BufInfo>();
                 let all = reg.list();
                 if all.len() > max {
-                    warn!("control: LIST truncated to {max} of {} buffers", all.len());
+                    if let Some(n) = LIST_CUT.admit() {
+                        warn!(
+                            "control: LIST truncated to {max} of {} buffers{n}",
+                            all.len()
+                        );
+                    }
                 }
                 let mut out = Vec::with_capacity(all.len().min(max) * size_of::<BufInfo>());
                 for s in all.iter().take(max) {

@@ -17,6 +17,7 @@ use vm_memory::GuestMemoryAtomic;
 
 use crate::control::{prepare_socket_path, SocketPathError};
 use crate::memory::GuestMem;
+use crate::ratelimit::RateLimit;
 use crate::registry::Registry;
 use crate::vhu_dmabuf::{DmabufBackend, VhuError};
 
@@ -62,6 +63,7 @@ pub fn serve_vm(
     name: &str,
     mut listener: Listener,
 ) -> Result<(), DaemonError> {
+    let accept_failed = RateLimit::new("accepting a front-end failed");
     loop {
         let mem = GuestMemoryAtomic::new(GuestMem::new());
         let backend = DmabufBackend::new(registry.clone(), name, mem.clone())
@@ -78,7 +80,9 @@ pub fn serve_vm(
                 }
             }
             Err(e) => {
-                warn!("{name}: accepting a front-end failed: {e}");
+                if let Some(n) = accept_failed.admit() {
+                    warn!("{name}: accepting a front-end failed: {e}{n}");
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }

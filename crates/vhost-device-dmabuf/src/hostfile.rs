@@ -9,6 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
 
 use dmabuf_sys_util::dma_buf::{self, CpuAccess};
 use thiserror::Error;
@@ -22,6 +23,8 @@ use crate::memory::{GuestMem, SegList};
 
 /// `statfs.f_type` of dma-buf files.
 const DMA_BUF_MAGIC: i64 = 0x444d_4142;
+/// `statfs.f_type` of hugetlbfs (memfds made with `MFD_HUGETLB`).
+const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
 /// `UDMABUF_CREATE_LIST` = `_IOW('u', 0x43, struct udmabuf_create_list)`.
 const UDMABUF_CREATE_LIST: libc::c_ulong = 0x4008_7543;
 const UDMABUF_FLAGS_CLOEXEC: u32 = 1;
@@ -74,12 +77,26 @@ pub enum UdmabufError {
         /// Length.
         len: u64,
     },
+    /// Guest RAM in huge pages: its pages could not be detached at RELEASE one 4 KiB page at
+    /// a time, so they are not exported.
+    #[error("guest RAM at {0:#x} is in huge pages")]
+    HugePages(u64),
     /// More runs than udmabuf takes in one list.
     #[error("{0} runs exceed udmabuf's list limit of 1024")]
     TooManyRuns(usize),
     /// `UDMABUF_CREATE_LIST` failed.
     #[error("UDMABUF_CREATE_LIST failed")]
     Create(#[source] io::Error),
+    /// Punching the buffer's pages out of guest RAM's memfd failed.
+    #[error("cannot punch the buffer's pages out of guest RAM (fallocate)")]
+    Detach(#[source] io::Error),
+}
+
+impl UdmabufError {
+    /// Whether it failed for want of a file descriptor (the daemon at its fd limit).
+    pub fn fd_exhaustion(&self) -> bool {
+        matches!(self, UdmabufError::Create(e) | UdmabufError::Device(e) if dmabuf_sys_util::fds::is_fd_exhaustion(e))
+    }
 }
 
 /// What the fd is.
@@ -91,10 +108,11 @@ pub enum HostKind {
     DmaBuf,
 }
 
-/// A host-backed buffer's storage, mapped into the daemon.
+/// A host-backed buffer's storage, mapped into the daemon. It holds one fd: the mapping's
+/// `FileOffset` and the `DMA_BUF_IOCTL_SYNC` bracket share it.
 #[derive(Debug)]
 pub struct HostFile {
-    file: File,
+    file: Arc<File>,
     map: MmapRegion<()>,
     kind: HostKind,
     writable: bool,
@@ -161,13 +179,11 @@ impl HostFile {
             libc::PROT_READ
         };
         let len = usize::try_from(size).map_err(|_| HostFileError::BadSize { size, file_size })?;
-        let dup = file
-            .try_clone()
-            .map_err(|e| HostFileError::Syscall("dup", e))?;
+        let file = Arc::new(file);
         let map = MmapRegionBuilder::new(len)
             .with_mmap_prot(prot)
             .with_mmap_flags(libc::MAP_SHARED)
-            .with_file_offset(FileOffset::new(dup, 0))
+            .with_file_offset(FileOffset::from_arc(file.clone(), 0))
             .build()
             .map_err(HostFileError::Map)?;
         Ok(HostFile {
@@ -247,17 +263,40 @@ struct UdmabufItem {
     size: u64,
 }
 
-/// Make a host dma-buf over a guest-backed buffer's pages with /dev/udmabuf (zero copy).
-///
-/// Needs /dev/udmabuf, guest RAM in memfds (sealed against shrinking, as QEMU's
-/// `memory-backend-memfd` makes it), and every run page-aligned.
-pub fn export_udmabuf(mem: &GuestMem, segs: &SegList) -> Result<File, UdmabufError> {
-    let dev = OpenOptions::new()
+/// `/dev/udmabuf`, opened read-write (once, before the sandbox closes the filesystem).
+pub fn open_udmabuf_device() -> Result<File, UdmabufError> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/udmabuf")
-        .map_err(UdmabufError::Device)?;
-    let mut items: Vec<UdmabufItem> = Vec::new();
+        .map_err(UdmabufError::Device)
+}
+
+/// `statfs.f_type` of the filesystem `file` is on.
+fn fs_magic(file: &File) -> Option<i64> {
+    // SAFETY: `fstatfs` writes into the zeroed struct we own; the return value is checked.
+    let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `file` is open for the call.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut sfs) } != 0 {
+        return None;
+    }
+    // `f_type`'s integer type differs between architectures.
+    #[allow(clippy::useless_conversion)]
+    Some(i64::from(sfs.f_type))
+}
+
+/// One piece of a buffer in guest RAM's memfd: the file, and where in it.
+struct FilePiece<'a> {
+    file: &'a File,
+    offset: u64,
+    len: u64,
+    gpa: u64,
+}
+
+/// The pieces of `segs` in the memfds behind `mem`, in buffer order (a run that crosses a
+/// region boundary gives two pieces).
+fn file_pieces<'m>(mem: &'m GuestMem, segs: &SegList) -> Result<Vec<FilePiece<'m>>, UdmabufError> {
+    let mut out = Vec::new();
     for (gpa, len) in segs.iter_runs() {
         let mut addr = gpa;
         let end = gpa + len;
@@ -268,23 +307,43 @@ pub fn export_udmabuf(mem: &GuestMem, segs: &SegList) -> Result<File, UdmabufErr
             let start = region.start_addr().0;
             let take = (start + region.len()).min(end) - addr;
             let fo = region.file_offset().ok_or(UdmabufError::NoFile(addr))?;
-            let offset = fo.start() + (addr - start);
-            if offset % HOST_PAGE != 0 || take % HOST_PAGE != 0 {
-                return Err(UdmabufError::Unaligned {
-                    gpa: addr,
-                    len: take,
-                });
-            }
-            // A file descriptor is never negative.
-            let memfd = fo.file().as_raw_fd().unsigned_abs();
-            items.push(UdmabufItem {
-                memfd,
-                pad: 0,
-                offset,
-                size: take,
+            out.push(FilePiece {
+                file: fo.file(),
+                offset: fo.start() + (addr - start),
+                len: take,
+                gpa: addr,
             });
             addr += take;
         }
+    }
+    Ok(out)
+}
+
+/// Make a host dma-buf over a guest-backed buffer's pages with `dev` (`/dev/udmabuf`; zero
+/// copy).
+///
+/// Needs guest RAM in memfds (sealed against shrinking, as QEMU's `memory-backend-memfd` makes
+/// it), and every run page-aligned in its memfd.
+pub fn export_udmabuf(dev: &File, mem: &GuestMem, segs: &SegList) -> Result<File, UdmabufError> {
+    let pieces = file_pieces(mem, segs)?;
+    let mut items: Vec<UdmabufItem> = Vec::with_capacity(pieces.len());
+    for p in &pieces {
+        if fs_magic(p.file) == Some(HUGETLBFS_MAGIC) {
+            return Err(UdmabufError::HugePages(p.gpa));
+        }
+        if p.offset % HOST_PAGE != 0 || p.len % HOST_PAGE != 0 {
+            return Err(UdmabufError::Unaligned {
+                gpa: p.gpa,
+                len: p.len,
+            });
+        }
+        items.push(UdmabufItem {
+            // A file descriptor is never negative.
+            memfd: p.file.as_raw_fd().unsigned_abs(),
+            pad: 0,
+            offset: p.offset,
+            size: p.len,
+        });
     }
     if items.len() > UDMABUF_MAX_ITEMS {
         return Err(UdmabufError::TooManyRuns(items.len()));
@@ -307,6 +366,42 @@ pub fn export_udmabuf(mem: &GuestMem, segs: &SegList) -> Result<File, UdmabufErr
     }
     // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
     Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Detach a buffer's pages from guest RAM's memfds: punch a hole (`FALLOC_FL_PUNCH_HOLE |
+/// FALLOC_FL_KEEP_SIZE`) over every whole host page of `segs`. The guest finds fresh zero pages
+/// at those addresses from then on; a udmabuf exported over the old pages keeps them (it pinned
+/// them), so nothing the guest writes there later reaches the export and nothing the export
+/// writes reaches the guest. Returns the bytes punched. Partial pages at the ends of a run are
+/// left alone (they can never have been exported: exports are page-aligned).
+pub fn detach_guest_pages(mem: &GuestMem, segs: &SegList) -> Result<u64, UdmabufError> {
+    let mut punched = 0;
+    for p in file_pieces(mem, segs)? {
+        let start = p.offset.next_multiple_of(HOST_PAGE);
+        let end = (p.offset + p.len) / HOST_PAGE * HOST_PAGE;
+        if end <= start {
+            continue;
+        }
+        let (off, len) = (
+            libc::off_t::try_from(start).map_err(|_| UdmabufError::MemoryChanged(p.gpa))?,
+            libc::off_t::try_from(end - start).map_err(|_| UdmabufError::MemoryChanged(p.gpa))?,
+        );
+        // SAFETY: fallocate on an fd the memory table holds; it touches no memory of ours (the
+        // mappings of those pages see zero pages afterwards). The return value is checked.
+        let r = unsafe {
+            libc::fallocate(
+                p.file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off,
+                len,
+            )
+        };
+        if r != 0 {
+            return Err(UdmabufError::Detach(io::Error::last_os_error()));
+        }
+        punched += end - start;
+    }
+    Ok(punched)
 }
 
 #[cfg(test)]

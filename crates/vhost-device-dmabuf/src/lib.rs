@@ -16,9 +16,11 @@
 pub mod arbiter;
 pub mod control;
 pub mod daemon;
+pub mod fds;
 pub mod hostfile;
 pub mod limits;
 pub mod memory;
 pub mod poll;
+pub mod ratelimit;
 pub mod registry;
 pub mod vhu_dmabuf;

@@ -7,9 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use log::{error, info};
+use dmabuf_sys_util::fds::{self, NofileLimit};
+use log::{error, info, warn};
 use thiserror::Error;
+use vhost_device_dmabuf::control::{ControlSocket, MAX_CLIENTS};
 use vhost_device_dmabuf::daemon::{bind_vm_socket, serve_vm};
+use vhost_device_dmabuf::fds::{FdBudget, FdPlan};
+use vhost_device_dmabuf::hostfile;
 use vhost_device_dmabuf::registry::{chain, Limits, Registry};
 use virtio_dmabuf_proto::control::encode_name;
 
@@ -171,7 +175,7 @@ fn block_signals() -> libc::sigset_t {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let config = match Config::try_from(Args::parse()) {
+    let mut config = match Config::try_from(Args::parse()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vhost-device-dmabuf: {e}");
@@ -179,14 +183,9 @@ fn main() -> ExitCode {
         }
     };
     let signals = block_signals();
-    let registry = match Registry::new(config.limits.clone()) {
-        Ok(r) => r,
-        Err(e) => {
-            error!("{}", chain(&e));
-            return ExitCode::FAILURE;
-        }
-    };
 
+    // Everything the daemon needs from the filesystem, before the sandbox closes it: the
+    // sockets bound, /dev/udmabuf open.
     let mut paths = Vec::new();
     let mut listeners = Vec::new();
     for (name, path) in &config.vms {
@@ -199,12 +198,46 @@ fn main() -> ExitCode {
         }
         paths.push(path.clone());
     }
-    if let Some(ctl) = &config.control_socket {
-        if let Err(e) = vhost_device_dmabuf::control::start(registry.clone(), ctl) {
+    let control = match &config.control_socket {
+        Some(ctl) => match ControlSocket::bind(ctl) {
+            Ok(c) => {
+                paths.push(ctl.clone());
+                Some(c)
+            }
+            Err(e) => {
+                error!("{}", chain(&e));
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let udmabuf = match hostfile::open_udmabuf_device() {
+        Ok(f) => Some(f),
+        Err(e) => {
+            info!("EXPORT unsupported: {}", chain(&e));
+            None
+        }
+    };
+
+    let plan = fd_plan(&config);
+    config.limits.max_host_buffers = u32::try_from(plan.host_shares).unwrap_or(u32::MAX);
+
+    let registry = match Registry::new(config.limits.clone()) {
+        Ok(r) => r,
+        Err(e) => {
             error!("{}", chain(&e));
             return ExitCode::FAILURE;
         }
-        paths.push(ctl.clone());
+    };
+    registry.set_fd_plan(plan);
+    if let Some(dev) = udmabuf {
+        registry.set_udmabuf_device(dev);
+    }
+    if let Some(ctl) = control {
+        if let Err(e) = ctl.serve(registry.clone()) {
+            error!("{}", chain(&e));
+            return ExitCode::FAILURE;
+        }
     }
     for (name, listener) in listeners {
         let reg = Arc::clone(&registry);
@@ -232,4 +265,37 @@ fn main() -> ExitCode {
         let _ = std::fs::remove_file(p);
     }
     ExitCode::SUCCESS
+}
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard one and fit the configuration's fds into it
+/// (`docs/security.md`, "The fd budget"); the plan is logged, with a warning when host shares
+/// had to be lowered.
+fn fd_plan(config: &Config) -> FdPlan {
+    let limit = match fds::raise_nofile_to_hard() {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("cannot raise RLIMIT_NOFILE: {e}");
+            fds::nofile_limit().unwrap_or(NofileLimit {
+                soft: 1024,
+                hard: 1024,
+            })
+        }
+    };
+    let control = config.control_socket.is_some();
+    let budget = FdBudget {
+        vms: config.vms.len() as u64,
+        control_clients: if control { MAX_CLIENTS as u64 } else { 0 },
+        host_shares: if control {
+            u64::from(config.limits.max_host_buffers)
+        } else {
+            0
+        },
+    };
+    let plan = FdPlan::new(limit, budget);
+    if plan.capped() {
+        warn!("{plan}: raise the hard limit (ulimit -Hn, LimitNOFILE=) for more");
+    } else {
+        info!("{plan}");
+    }
+    plan
 }

@@ -57,6 +57,7 @@ use self::events::{EventPort, Rings};
 use crate::limits::Limits;
 use crate::memory::GuestMem;
 use crate::poll::AdaptivePoll;
+use crate::ratelimit::RateLimit;
 use crate::registry::{
     chain, Completion, LookupInfo, Registry, RegistryError, SyncOutcome, VmHandle,
 };
@@ -132,12 +133,29 @@ fn respond_status(out: &mut Writer<'_>, status: Status) -> u32 {
     respond(out, RespHdr::new(status).as_slice())
 }
 
+/// The log lines a guest can trigger again and again, rate limited per VM.
+struct GuestLogs {
+    malformed: RateLimit,
+    failed: RateLimit,
+}
+
+impl GuestLogs {
+    fn new() -> GuestLogs {
+        GuestLogs {
+            malformed: RateLimit::new("malformed descriptor chain ignored"),
+            failed: RateLimit::new("request failed"),
+        }
+    }
+}
+
 /// The status a refused or failed request is answered with: the one place where this edge turns
 /// a registry error into a wire status. A failure with a cause (the host failed, not the guest's
-/// request) is logged with its chain.
-fn refusal(vm: &str, e: &RegistryError) -> Status {
+/// request) is logged with its chain, within `limit`.
+fn refusal(vm: &str, e: &RegistryError, limit: &RateLimit) -> Status {
     if std::error::Error::source(e).is_some() {
-        warn!("{vm}: {}", chain(e));
+        if let Some(n) = limit.admit() {
+            warn!("{vm}: {}{n}", chain(e));
+        }
     } else {
         debug!("{vm}: {e}");
     }
@@ -240,6 +258,8 @@ pub struct VmBackend {
     answer_gate: Arc<Mutex<()>>,
     /// The request queue's polling window; only the worker thread takes it.
     poll: Mutex<AdaptivePoll>,
+    /// Rate limits of the lines this VM can trigger.
+    logs: Arc<GuestLogs>,
 }
 
 /// The `VhostUserBackend` of one VM connection.
@@ -271,6 +291,7 @@ impl DmabufBackend {
             exit,
             answer_gate: Arc::new(Mutex::new(())),
             poll,
+            logs: Arc::new(GuestLogs::new()),
         })))
     }
 
@@ -413,7 +434,9 @@ impl VmBackend {
         let name = &self.vm.name;
         let shape = ChainShape::of(&chain);
         if !shape.walkable {
-            warn!("{name}: malformed descriptor chain ignored");
+            if let Some(n) = self.logs.malformed.admit() {
+                warn!("{name}: malformed descriptor chain ignored{n}");
+            }
             return Outcome::Used(0);
         }
         let mut out = match Writer::new(&**mem, chain.clone()) {
@@ -500,7 +523,10 @@ impl VmBackend {
                 .attach(vm, attach)
                 .map(|()| respond_status(out, Status::Ok)),
         };
-        Outcome::Used(answered.unwrap_or_else(|e| respond_status(out, refusal(&vm.name, &e))))
+        Outcome::Used(
+            answered
+                .unwrap_or_else(|e| respond_status(out, refusal(&vm.name, &e, &self.logs.failed))),
+        )
     }
 
     /// SYNC: answered at once, or parked until the registry completes it.
@@ -514,9 +540,10 @@ impl VmBackend {
         let done = self.parked_completion(vring.clone(), chain);
         match self.registry.guest_sync(&self.vm, sync, done) {
             SyncOutcome::Done(Ok(())) => Outcome::Used(respond_status(out, Status::Ok)),
-            SyncOutcome::Done(Err(e)) => {
-                Outcome::Used(respond_status(out, refusal(&self.vm.name, &e)))
-            }
+            SyncOutcome::Done(Err(e)) => Outcome::Used(respond_status(
+                out,
+                refusal(&self.vm.name, &e, &self.logs.failed),
+            )),
             SyncOutcome::Parked => Outcome::Parked,
         }
     }
@@ -528,10 +555,11 @@ impl VmBackend {
         let vm = self.vm.clone();
         let epoch = vm.epoch.load(Ordering::SeqCst);
         let gate = self.answer_gate.clone();
+        let logs = self.logs.clone();
         Box::new(move |outcome| {
             let status = match outcome {
                 Ok(()) => Status::Ok,
-                Err(e) => refusal(&vm.name, &e),
+                Err(e) => refusal(&vm.name, &e, &logs.failed),
             };
             let _gate = gate.lock().unwrap_or_else(|e| e.into_inner());
             if vm.epoch.load(Ordering::SeqCst) != epoch {

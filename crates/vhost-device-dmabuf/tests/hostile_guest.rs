@@ -650,6 +650,58 @@ fn h35_descriptor_loop() {
     g.still_serving();
 }
 
+/// A flood of malformed chains (each a log line before) leaves at most a burst of lines per
+/// second in the daemon's log, and the count of the rest; the guest is served throughout.
+#[test]
+fn h46_a_flood_of_malformed_chains_is_logged_within_a_rate_limit() {
+    let log = std::env::temp_dir().join(format!("dmabuf-h46-{}.log", std::process::id()));
+    let d = DaemonProcess::spawn_logged(
+        Path::new(env!("CARGO_BIN_EXE_vhost-device-dmabuf")),
+        &["vm1"],
+        &[],
+        Some(&log),
+    )
+    .unwrap();
+    let mut vm = Vm::connect(&d.vm_socket("vm1"), VmOptions::default()).unwrap();
+    let b = vm.alloc_buffer(PAGE, false).unwrap();
+    let probe = vm.create_buffer(&b, 0).unwrap().unwrap();
+    let mut g = Guest { vm, probe, _d: d };
+    let r = Vm::sync_request(&g.probe, 0, 1, sf::READ, 0);
+    let a = g.vm.scratch(64).unwrap();
+    g.vm.ram.write(a, &r).unwrap();
+    let t0 = std::time::Instant::now();
+    let floods = 400;
+    for _ in 0..floods {
+        let looped = [
+            RawDesc {
+                addr: a,
+                len: 8,
+                flags: F_NEXT,
+                next: 1,
+            },
+            RawDesc {
+                addr: a,
+                len: 8,
+                flags: F_NEXT,
+                next: 0,
+            },
+        ];
+        let head = g.vm.req.add_raw(&g.vm.ram, &looped).unwrap();
+        assert_eq!(g.used_len(head), 0);
+    }
+    let seconds = t0.elapsed().as_secs() + 1;
+    g.still_serving();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let lines = text.lines().filter(|l| l.contains("malformed")).count() as u64;
+    let burst = u64::from(vhost_device_dmabuf::ratelimit::BURST);
+    assert!(lines >= 1, "{text}");
+    assert!(
+        lines <= burst * (seconds + 1),
+        "{lines} lines for {floods} malformed chains in {seconds} s"
+    );
+}
+
 #[test]
 fn h36_indirect_table_outside_memory() {
     let mut g = guest();

@@ -20,8 +20,9 @@ use vm_memory::{GuestAddressSpace, VolatileSlice};
 
 use super::{lock, BufferSummary, Completion, Fired, RegistryError, Stats, VmHandle};
 use crate::arbiter::{Access, Arbiter, Begin, DomainId, Grants, Ticket};
-use crate::hostfile::HostFile;
+use crate::hostfile::{self, HostFile};
 use crate::memory::{check_range, copy_slices, MemError, SegList};
+use crate::ratelimit::RateLimit;
 
 /// Who created a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +118,8 @@ struct BufState {
     imports: HashMap<DomainId, Import>,
     revoked: bool,
     write_generation: u64,
+    /// A udmabuf was made over the origin's pages and they were not detached since.
+    exported: bool,
 }
 
 /// One registered buffer. Everything but `state` is fixed at registration.
@@ -163,6 +166,7 @@ impl Buffer {
                 imports: HashMap::new(),
                 revoked: false,
                 write_generation: 0,
+                exported: false,
             }),
             written: Condvar::new(),
         }
@@ -354,8 +358,62 @@ impl Buffer {
             .collect();
         let vms = st.imports.drain().map(|(_, i)| i.vm).collect();
         self.written.notify_all();
-        info!("buffer {} destroyed", uuid::format(&self.uuid));
+        static DESTROYED: RateLimit = RateLimit::new("buffer destroyed");
+        if let Some(n) = DESTROYED.admit() {
+            info!("buffer {} destroyed{n}", uuid::format(&self.uuid));
+        }
         (fired, vms)
+    }
+
+    // ------------------------------------------------------------------ exports
+
+    /// A udmabuf over a guest-backed origin's pages, made with `dev`. Made under this buffer's
+    /// lock, so that a RELEASE, which detaches the exports under it too, either comes first
+    /// (the export is refused) or sees it.
+    pub(super) fn export(&self, dev: &std::fs::File) -> Result<std::fs::File, RegistryError> {
+        let mut st = lock(&self.state);
+        if st.revoked {
+            return Err(RegistryError::NotFound(self.uuid));
+        }
+        match &self.origin {
+            Origin::Guest { vm, segs } => {
+                let f = hostfile::export_udmabuf(dev, &vm.mem.memory(), segs)
+                    .map_err(|e| RegistryError::Udmabuf(self.uuid, e))?;
+                st.exported = true;
+                Ok(f)
+            }
+            Origin::Host(_) => Err(RegistryError::ExportHostBacked(self.uuid)),
+        }
+    }
+
+    /// The owner lets go of the buffer's pages (RELEASE, or its reset or departure): if they
+    /// were ever exported, punch them out of guest RAM so that the exports keep the old pages
+    /// and the guest gets fresh ones (`docs/device-spec.md` section 6.3). Once: a second call
+    /// punches nothing (the guest may have reused the pages by then). Called only after
+    /// [`Buffer::revoke`], so no export can follow.
+    pub(super) fn detach_exports(&self) -> Result<u64, RegistryError> {
+        let mut st = lock(&self.state);
+        if !st.exported {
+            return Ok(0);
+        }
+        st.exported = false;
+        match &self.origin {
+            Origin::Guest { vm, segs } => hostfile::detach_guest_pages(&vm.mem.memory(), segs)
+                .map_err(|e| RegistryError::DetachExports(self.uuid, e)),
+            Origin::Host(_) => Ok(0),
+        }
+    }
+
+    /// Whether a udmabuf over its pages is outstanding (not detached yet).
+    #[cfg(test)]
+    pub(super) fn exported(&self) -> bool {
+        lock(&self.state).exported
+    }
+
+    /// Pretend an export was made (unit tests, where there is no /dev/udmabuf).
+    #[cfg(test)]
+    pub(super) fn mark_exported(&self) {
+        lock(&self.state).exported = true;
     }
 
     // ------------------------------------------------------------------ data

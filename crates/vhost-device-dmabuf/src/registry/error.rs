@@ -98,6 +98,12 @@ pub enum RegistryError {
     /// The udmabuf could not be made.
     #[error("cannot export buffer {} as a udmabuf", uuid::format(.0))]
     Udmabuf(Uuid, #[source] UdmabufError),
+    /// The exported pages of a released buffer could not be detached from guest RAM.
+    #[error("cannot detach the exports of buffer {} from guest RAM", uuid::format(.0))]
+    DetachExports(Uuid, #[source] UdmabufError),
+    /// A descriptor that came with a control request was dropped: the daemon is at its fd limit.
+    #[error("a descriptor sent with the request was dropped: the daemon is at its fd limit (RLIMIT_NOFILE {0})")]
+    FdDropped(u64),
 }
 
 impl RegistryError {
@@ -130,7 +136,19 @@ impl RegistryError {
                 _ => Status::InvalidRequest,
             },
             E::ReadIntoSync(_) => Status::IoError,
+            E::Udmabuf(_, e) if e.fd_exhaustion() => Status::QuotaExceeded,
             E::ExportHostBacked(_) | E::Udmabuf(..) => Status::Unsupported,
+            E::DetachExports(..) => Status::IoError,
+            E::FdDropped(_) => Status::QuotaExceeded,
+        }
+    }
+
+    /// Whether it failed for want of a file descriptor: worth a warning that names the limit.
+    pub fn fd_exhaustion(&self) -> bool {
+        match self {
+            RegistryError::FdDropped(_) => true,
+            RegistryError::Udmabuf(_, e) => e.fd_exhaustion(),
+            _ => false,
         }
     }
 }

@@ -53,7 +53,11 @@ impl Registry {
     pub fn release(&self, vm: &VmHandle, uuid: &Uuid) -> Result<(), RegistryError> {
         match self.take_holding(vm, uuid)? {
             Released::Gone => {}
-            Released::Destroyed(buf) => self.destroy(&buf, None),
+            Released::Destroyed(buf) => {
+                self.destroy(&buf, None);
+                self.detach_exports(&buf);
+            }
+            Released::RevokedOwn(buf) => self.detach_exports(&buf),
             Released::Detached(buf) => fire(buf.drop_domain(vm.domain, &self.stats)),
         }
         Ok(())

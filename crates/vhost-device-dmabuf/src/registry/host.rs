@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use dmabuf_sys_util::dma_buf::CpuAccess;
 use virtio_dmabuf_proto::virtio::Uuid;
 use virtio_dmabuf_proto::Direction;
-use vm_memory::{GuestAddressSpace, VolatileSlice};
+use vm_memory::VolatileSlice;
 
 use super::buffer::{BufferParts, Origin, Owner, Requester, VmAccess};
 use super::{fire, BufferSummary, Completion, Registry, RegistryError, SyncOutcome};
 use crate::arbiter::{Access, DomainId};
-use crate::hostfile::{self, HostFile};
+use crate::hostfile::HostFile;
 use crate::memory::copy_slices;
 
 /// A byte range of a buffer and the direction of a host domain's access to it.
@@ -278,24 +278,26 @@ impl Registry {
         self.count_copied(r)
     }
 
-    /// A udmabuf (host dma-buf) over a guest-backed buffer's pages.
+    /// A udmabuf (host dma-buf) over a guest-backed buffer's pages. Its lifetime: until the
+    /// owner RELEASEs the buffer (or is reset, or goes away) it maps the guest's pages; from then
+    /// on it keeps the pages it had, detached from guest RAM (`docs/device-spec.md` 6.3).
     pub fn export_udmabuf(&self, uuid: &Uuid) -> Result<File, RegistryError> {
         let buf = self.buffer(uuid).ok_or(RegistryError::NotFound(*uuid))?;
         // An exported fd is writable and outside the arbiter: never for read-only buffers.
         if buf.read_only {
             return Err(RegistryError::ExportReadOnly(*uuid));
         }
-        match &buf.origin {
-            Origin::Guest { vm, segs } => {
-                let f = hostfile::export_udmabuf(&vm.mem.memory(), segs)
-                    .map_err(|e| RegistryError::Udmabuf(*uuid, e))?;
-                self.stats
-                    .zero_copy_bytes
-                    .fetch_add(buf.size, Ordering::Relaxed);
-                Ok(f)
-            }
-            Origin::Host(_) => Err(RegistryError::ExportHostBacked(*uuid)),
+        if buf.host_backed() {
+            return Err(RegistryError::ExportHostBacked(*uuid));
         }
+        let dev = self
+            .udmabuf_device()
+            .map_err(|e| RegistryError::Udmabuf(*uuid, e))?;
+        let f = buf.export(&dev)?;
+        self.stats
+            .zero_copy_bytes
+            .fetch_add(buf.size, Ordering::Relaxed);
+        Ok(f)
     }
 
     /// Wait until the buffer's write generation exceeds `after`. Returns the generation.

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dmabuf_sys_util::random;
+use log::warn;
 use virtio_dmabuf_proto::virtio::Uuid;
 use vm_memory::GuestMemoryAtomic;
 
@@ -28,11 +29,14 @@ pub(super) enum Role {
 }
 
 /// One buffer a VM holds, as its quotas count it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 struct Holding {
     role: Role,
     bytes: u64,
     segments: u64,
+    /// The VM's own buffer, revoked by the host: kept until the VM releases it, whose pages
+    /// the VM still uses until then, and whose exports are detached from them at that point.
+    revoked_own: Option<Arc<Buffer>>,
 }
 
 /// The buffers a VM holds and their totals.
@@ -59,16 +63,16 @@ impl Holdings {
     }
 
     fn add(&mut self, uuid: Uuid, h: Holding) {
-        self.held.insert(uuid, h);
         self.bytes += h.bytes;
         self.segments += h.segments;
+        self.held.insert(uuid, h);
     }
 
-    fn remove(&mut self, uuid: &Uuid) -> Option<Role> {
+    fn remove(&mut self, uuid: &Uuid) -> Option<Holding> {
         let h = self.held.remove(uuid)?;
         self.bytes -= h.bytes;
         self.segments -= h.segments;
-        Some(h.role)
+        Some(h)
     }
 }
 
@@ -86,11 +90,15 @@ pub(super) struct Inner {
 }
 
 impl Inner {
-    /// Take `uuid` out of the map; every domain holding it now holds a revoked buffer.
+    /// Take `uuid` out of the map; every domain holding it now holds a revoked buffer (its
+    /// owner, if it still holds it, keeps the buffer itself: see `Holding::revoked_own`).
     fn unregister(&mut self, uuid: &Uuid) -> Option<Arc<Buffer>> {
         let buf = self.buffers.remove(uuid)?;
         for d in self.domains.values_mut() {
             if let Some(h) = d.holdings.held.get_mut(uuid) {
+                if h.role == Role::Own {
+                    h.revoked_own = Some(buf.clone());
+                }
                 h.role = Role::Revoked;
             }
         }
@@ -107,6 +115,8 @@ pub(super) enum Released {
     Destroyed(Arc<Buffer>),
     /// Its import of this buffer: detach it.
     Detached(Arc<Buffer>),
+    /// Its own buffer, revoked earlier: only its exports are left to detach.
+    RevokedOwn(Arc<Buffer>),
     /// A buffer already destroyed or revoked: nothing left to do.
     Gone,
 }
@@ -124,6 +134,8 @@ pub(super) enum Departure {
 pub(super) struct Departed {
     /// Its own buffers, out of the map: destroy them.
     pub destroyed: Vec<Arc<Buffer>>,
+    /// Its own buffers revoked earlier: detach their exports.
+    pub revoked_own: Vec<Arc<Buffer>>,
     /// Every other buffer: drop the domain's accesses, waiters and imports there.
     pub others: Vec<Arc<Buffer>>,
 }
@@ -255,11 +267,19 @@ impl Registry {
                     role: Role::Own,
                     bytes: parts.size,
                     segments,
+                    revoked_own: None,
                 };
                 dom.holdings.add(uuid, h);
             }
             None => {
                 if inner.host_buffers >= self.limits.max_host_buffers {
+                    if let Some(plan) = self.fd_plan().filter(|p| p.capped()) {
+                        warn!(
+                            "host share refused: {} host shares, the most the fd limit leaves \
+                             room for ({plan})",
+                            inner.host_buffers
+                        );
+                    }
                     return Err(RegistryError::Quota(Quota::HostBuffers));
                 }
                 inner.host_buffers += 1;
@@ -295,6 +315,7 @@ impl Registry {
             role: Role::Attached,
             bytes: buf.size,
             segments,
+            revoked_own: None,
         };
         dom.holdings.add(buf.uuid, h);
         Ok(vm.epoch.load(Ordering::SeqCst))
@@ -318,13 +339,17 @@ impl Registry {
             .domains
             .get_mut(&vm.domain)
             .ok_or(RegistryError::Cancelled)?;
-        Ok(match dom.holdings.remove(uuid) {
-            None => return Err(RegistryError::NotFound(*uuid)),
-            Some(Role::Revoked) => Released::Gone,
-            Some(Role::Own) => inner
+        let Some(held) = dom.holdings.remove(uuid) else {
+            return Err(RegistryError::NotFound(*uuid));
+        };
+        Ok(match held.role {
+            Role::Revoked => held
+                .revoked_own
+                .map_or(Released::Gone, Released::RevokedOwn),
+            Role::Own => inner
                 .unregister(uuid)
                 .map_or(Released::Gone, Released::Destroyed),
-            Some(Role::Attached) => inner
+            Role::Attached => inner
                 .buffers
                 .get(uuid)
                 .cloned()
@@ -350,17 +375,21 @@ impl Registry {
             }
             None => Holdings::default(),
         };
-        let destroyed = holdings
-            .held
-            .into_iter()
-            .filter(|(_, h)| h.role == Role::Own)
-            .filter_map(|(uuid, _)| inner.unregister(&uuid))
-            .collect();
+        let mut destroyed = Vec::new();
+        let mut revoked_own = Vec::new();
+        for (uuid, h) in holdings.held {
+            match h.role {
+                Role::Own => destroyed.extend(inner.unregister(&uuid)),
+                Role::Revoked => revoked_own.extend(h.revoked_own),
+                Role::Attached => {}
+            }
+        }
         if how == Departure::Gone {
             inner.domains.remove(&domain);
         }
         Departed {
             destroyed,
+            revoked_own,
             others: inner.buffers.values().cloned().collect(),
         }
     }

@@ -40,11 +40,13 @@ mod timer;
 mod tests;
 
 use std::fmt;
+use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use log::debug;
+use log::{debug, warn};
+use virtio_dmabuf_proto::uuid;
 use virtio_dmabuf_proto::virtio::{self, Event, Uuid};
 use vm_memory::GuestMemoryAtomic;
 
@@ -54,6 +56,8 @@ pub use self::host::{HostRange, HostSession, ShareRequest};
 use self::maps::Departure;
 use crate::arbiter::Access;
 pub use crate::arbiter::DomainId;
+use crate::fds::FdPlan;
+use crate::hostfile::{self, UdmabufError};
 pub use crate::limits::Limits;
 use crate::memory::GuestMem;
 
@@ -155,6 +159,11 @@ pub struct Registry {
     inner: Mutex<maps::Inner>,
     next_domain: AtomicU64,
     timer: timer::Timer,
+    /// `/dev/udmabuf`, opened once (the daemon opens it before its sandbox closes the
+    /// filesystem; a library user that did not set it gets it opened at the first EXPORT).
+    udmabuf: Mutex<Option<Arc<File>>>,
+    /// Why host shares are fewer than `--max-host-buffers`, if the fd limit lowered them.
+    fd_plan: Mutex<Option<FdPlan>>,
     /// Instrumentation.
     pub stats: Stats,
 }
@@ -181,6 +190,8 @@ impl Registry {
             inner: Mutex::new(maps::Inner::default()),
             next_domain: AtomicU64::new(1),
             timer: timer::Timer::default(),
+            udmabuf: Mutex::new(None),
+            fd_plan: Mutex::new(None),
             stats: Stats::default(),
         });
         timer::start(&reg).map_err(RegistryError::TimerThread)?;
@@ -190,6 +201,31 @@ impl Registry {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Use `dev` (`/dev/udmabuf`, opened read-write) for EXPORT.
+    pub fn set_udmabuf_device(&self, dev: File) {
+        *lock(&self.udmabuf) = Some(Arc::new(dev));
+    }
+
+    /// `/dev/udmabuf`: the one set, else opened now (and kept).
+    fn udmabuf_device(&self) -> Result<Arc<File>, UdmabufError> {
+        let mut dev = lock(&self.udmabuf);
+        if let Some(d) = dev.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(hostfile::open_udmabuf_device()?);
+        *dev = Some(d.clone());
+        Ok(d)
+    }
+
+    /// The fd budget the daemon runs with (named in the log line of a share it refuses).
+    pub fn set_fd_plan(&self, plan: FdPlan) {
+        *lock(&self.fd_plan) = Some(plan);
+    }
+
+    fn fd_plan(&self) -> Option<FdPlan> {
+        *lock(&self.fd_plan)
     }
 
     /// A domain was reset (device reset): release everything it held, drop its accesses and
@@ -207,6 +243,10 @@ impl Registry {
         let departed = self.depart(domain, how);
         for buf in &departed.destroyed {
             self.destroy(buf, None);
+            self.detach_exports(buf);
+        }
+        for buf in &departed.revoked_own {
+            self.detach_exports(buf);
         }
         let mut fired = Fired::new();
         for buf in &departed.others {
@@ -222,6 +262,19 @@ impl Registry {
         let told: Vec<Arc<VmHandle>> = also.into_iter().chain(importers).collect();
         self.post_revoked(&buf.uuid, &told);
         fire(fired);
+    }
+
+    /// The owner let go of `buf`'s pages: detach the exports made over them (a failure is
+    /// logged: the pages stay the guest's, and the export keeps seeing them).
+    fn detach_exports(&self, buf: &Buffer) {
+        match buf.detach_exports() {
+            Ok(0) => {}
+            Ok(n) => debug!(
+                "buffer {}: exports detached ({n} bytes)",
+                uuid::format(&buf.uuid)
+            ),
+            Err(e) => warn!("{}", chain(&e)),
+        }
     }
 
     /// Begin `access` on `buf`; a waiting begin gets its bound on the timer.

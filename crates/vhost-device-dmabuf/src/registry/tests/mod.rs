@@ -3,6 +3,7 @@
 //! connection. Waits are asserted by state (the arbiter's counts, a completion that has or has
 //! not fired), never by sleeping.
 
+mod export;
 mod guest;
 mod host;
 

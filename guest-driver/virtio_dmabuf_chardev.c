@@ -88,9 +88,10 @@ static long vdmabuf_ioctl_import(struct vdmabuf_device *dev,
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
-	if (arg.fd_flags & ~VIRTIO_DMABUF_FD_MASK || arg.reserved)
+	if (arg.fd_flags & ~VIRTIO_DMABUF_FD_MASK ||
+	    arg.import_flags & ~VIRTIO_DMABUF_IMPORT_MASK)
 		return -EINVAL;
-	ret = vdmabuf_buffer_import(dev, arg.uuid, &dmabuf);
+	ret = vdmabuf_buffer_import(dev, arg.uuid, arg.import_flags, &dmabuf);
 	if (ret)
 		return ret;
 	buf = vdmabuf_buffer_from_dmabuf(dmabuf);
@@ -192,12 +193,34 @@ static long vdmabuf_ioctl_device_info(struct vdmabuf_device *dev,
 		.max_bytes = dev->max_bytes,
 		.sync_timeout_ms = dev->sync_timeout_ms,
 		.index = dev->index,
-		.features = dev->can_import ?
-			    1ULL << VIRTIO_DMABUF_F_IMPORT : 0,
+		.features = (dev->can_import ?
+			     1ULL << VIRTIO_DMABUF_F_IMPORT : 0) |
+			    (dev->can_map ? 1ULL << VIRTIO_DMABUF_F_MAP : 0),
 		.queue_size = dev->queue_size,
 		.max_starts = dev->max_starts,
 	};
 
+	if (copy_to_user(uarg, &arg, sizeof(arg)))
+		return -EFAULT;
+	return 0;
+}
+
+static long vdmabuf_ioctl_shm_info(struct vdmabuf_device *dev,
+				   void __user *uarg)
+{
+	struct virtio_dmabuf_ioc_shm_info arg = {
+		.addr = dev->shm_addr,
+		.size = dev->shm_len,
+		.state = dev->shm_state,
+		.error = dev->shm_error,
+		.nr_fallbacks = atomic_read(&dev->nr_fallbacks),
+		.last_fallback = atomic_read(&dev->last_fallback),
+	};
+
+	if (dev->shm) {
+		arg.bytes_mapped = atomic64_read(&dev->shm->bytes_mapped);
+		arg.nr_mapped = atomic_read(&dev->shm->nr_mapped);
+	}
 	if (copy_to_user(uarg, &arg, sizeof(arg)))
 		return -EFAULT;
 	return 0;
@@ -222,6 +245,10 @@ static long vdmabuf_ioctl(struct file *file, unsigned int cmd,
 		if (vdmabuf_device_gone(dev))
 			return -ENODEV;
 		return vdmabuf_ioctl_device_info(dev, uarg);
+	case VIRTIO_DMABUF_IOC_SHM_INFO:
+		if (vdmabuf_device_gone(dev))
+			return -ENODEV;
+		return vdmabuf_ioctl_shm_info(dev, uarg);
 	default:
 		return -ENOTTY;
 	}

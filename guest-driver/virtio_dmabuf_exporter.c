@@ -2,11 +2,17 @@
 /*
  * Virtio dma-buf sharing device: the dma-buf exporter.
  *
- * A buffer (struct vdmabuf_buffer) is a dma-buf over pages registered with
- * the device: ALLOC (pages + CREATE) and IMPORT (LOOKUP + pages + ATTACH, or a
- * new reference to a buffer this guest holds), the per-device table of
- * buffers by UUID, REVOKED, the CPU-access contract (begin/end_cpu_access ->
- * SYNC) and the dma_buf_ops: attachments and their mappings, mmap and vmap.
+ * A buffer (struct vdmabuf_buffer) is a dma-buf over memory the device knows:
+ * ALLOC (pages + CREATE), IMPORT (LOOKUP, then MAP: a range of the device's
+ * shared memory region; or pages + ATTACH: a copy; or a new reference to a
+ * buffer this guest holds), the per-device table of buffers by UUID, REVOKED,
+ * the CPU-access contract (begin/end_cpu_access -> SYNC) and the dma_buf_ops:
+ * attachments and their mappings, mmap and vmap.
+ *
+ * One dma_buf_ops table serves both kinds of memory; what differs (the pages
+ * of a table, a CPU fault, vmap) is a small backing (struct vdmabuf_backing):
+ * guest pages (own buffers and copies) or the shared memory region (mapped
+ * imports).
  */
 
 #include <linux/dma-mapping.h>
@@ -41,7 +47,24 @@ struct vdmabuf_mapping {
 	struct sg_table out;
 };
 
+/*
+ * What a buffer's memory is. Guest pages: own buffers and imported copies
+ * (buf->mem). Shared memory: mapped imports (buf->shm, buf->shm_offset).
+ */
+struct vdmabuf_backing {
+	/* a table of the buffer's pages, not DMA-mapped */
+	int (*sg_table)(struct vdmabuf_buffer *buf, struct sg_table *sgt);
+	/* mmap: the VMA flags, and a CPU fault at page vmf->pgoff */
+	unsigned long vm_flags;
+	vm_fault_t (*fault)(struct vdmabuf_buffer *buf, struct vm_fault *vmf);
+	/* a kernel mapping of the whole buffer */
+	int (*vmap)(struct vdmabuf_buffer *buf, struct iosys_map *map);
+	void (*vunmap)(struct vdmabuf_buffer *buf, struct iosys_map *map);
+};
+
 static const struct virtio_dma_buf_ops vdmabuf_dmabuf_ops;
+static const struct vdmabuf_backing vdmabuf_pages_backing;
+static const struct vdmabuf_backing vdmabuf_shm_backing;
 
 /* ------------------------------------------------------------------ */
 /* the per-device buffer table                                        */
@@ -92,6 +115,30 @@ static void vdmabuf_table_del(struct vdmabuf_buffer *buf)
 	wake_up_all(&dev->table_wq);
 }
 
+/*
+ * Remove every user-space mapping of a mapped import, after REVOKED or the
+ * device's removal was recorded: a fault that saw neither has inserted its
+ * page before buf->lock is free (vdmabuf_shm_fault()), later faults get
+ * SIGBUS. Kernel users (vmap, importers' DMA mappings) keep the range, which
+ * reads zero from now on (spec 13.4), until they let go.
+ */
+static void vdmabuf_buffer_zap(struct vdmabuf_buffer *buf)
+{
+	if (buf->backing != &vdmabuf_shm_backing || !buf->dmabuf)
+		return;
+	mutex_lock(&buf->lock);
+	mutex_unlock(&buf->lock);
+	unmap_mapping_range(buf->dmabuf->file->f_mapping, 0, 0, 1);
+}
+
+/* The origin of an import went away: later syncs fail with ENODEV. */
+static void vdmabuf_buffer_mark_revoked(struct vdmabuf_buffer *buf)
+{
+	if (test_and_set_bit(VDMABUF_REVOKED, &buf->state))
+		return;
+	vdmabuf_buffer_zap(buf);
+}
+
 /* The REVOKED-event upcall (dev->upcalls): the origin of @uuid went away. */
 void vdmabuf_exporter_revoked(struct vdmabuf_device *dev, const u8 *uuid)
 {
@@ -100,11 +147,26 @@ void vdmabuf_exporter_revoked(struct vdmabuf_device *dev, const u8 *uuid)
 	mutex_lock(&dev->lock);
 	buf = vdmabuf_table_find(dev, uuid);
 	if (buf && buf->kind == VDMABUF_IMPORTED) {
-		set_bit(VDMABUF_REVOKED, &buf->state);
+		vdmabuf_buffer_mark_revoked(buf);
 		/* the device decides how often: rate limited */
 		pr_info_ratelimited("%s: buffer %pUb revoked\n", dev->name,
 				    uuid);
 	}
+	mutex_unlock(&dev->lock);
+}
+
+/*
+ * The device is being removed (requests fail from now on): its reset removes
+ * the mappings of mapped imports, so their user-space mappings go too.
+ */
+void vdmabuf_exporter_device_gone(struct vdmabuf_device *dev)
+{
+	struct vdmabuf_buffer *buf;
+	unsigned int bkt;
+
+	mutex_lock(&dev->lock);
+	hash_for_each(dev->buffers, bkt, buf, node)
+		vdmabuf_buffer_zap(buf);
 	mutex_unlock(&dev->lock);
 }
 
@@ -115,7 +177,9 @@ void vdmabuf_exporter_revoked(struct vdmabuf_device *dev, const u8 *uuid)
 /*
  * RELEASE a registered buffer. Cannot fail: the RELEASE request takes a
  * reference to the pages, which it drops once the device is sure not to use
- * them any more (at once, on a late answer, or after the device's reset).
+ * them any more (at once, on a late answer, or after the device's reset). A
+ * mapped import has no pages of the guest's: the device removes its mapping
+ * before it answers, and the range is the device's to reuse afterwards.
  */
 static void vdmabuf_buffer_unregister(struct vdmabuf_buffer *buf)
 {
@@ -123,7 +187,7 @@ static void vdmabuf_buffer_unregister(struct vdmabuf_buffer *buf)
 		return;
 	buf->registered = false;
 	vdmabuf_request_release(buf->dev, buf->uuid,
-				vdmabuf_pages_get(buf->mem));
+				buf->mem ? vdmabuf_pages_get(buf->mem) : NULL);
 }
 
 static int vdmabuf_sync_flags(enum dma_data_direction dir)
@@ -166,22 +230,113 @@ int vdmabuf_buffer_sync(struct vdmabuf_buffer *buf, u64 offset, u64 len,
 	/* REVOKED: the origin went away while we waited */
 	if (ret == -ENODEV && buf->kind == VDMABUF_IMPORTED &&
 	    !vdmabuf_device_gone(dev))
-		set_bit(VDMABUF_REVOKED, &buf->state);
+		vdmabuf_buffer_mark_revoked(buf);
 	return ret;
 }
 
 /* ------------------------------------------------------------------ */
-/* dma_buf_ops                                                        */
+/* the backings: guest pages and the shared memory region             */
 /* ------------------------------------------------------------------ */
 
 /* A table of the buffer's pages, coalesced as far as the DMA layer allows. */
-static int vdmabuf_buffer_sg_table(struct vdmabuf_buffer *buf,
-				   struct sg_table *sgt)
+static int vdmabuf_pages_sg_table(struct vdmabuf_buffer *buf,
+				  struct sg_table *sgt)
 {
 	return sg_alloc_table_from_pages(sgt, buf->mem->pages, buf->nr_pages, 0,
 					 buf->nr_pages << PAGE_SHIFT,
 					 GFP_KERNEL);
 }
+
+static vm_fault_t vdmabuf_pages_fault(struct vdmabuf_buffer *buf,
+				      struct vm_fault *vmf)
+{
+	vmf->page = buf->mem->pages[vmf->pgoff];
+	get_page(vmf->page);
+	return 0;
+}
+
+static int vdmabuf_pages_vmap(struct vdmabuf_buffer *buf,
+			      struct iosys_map *map)
+{
+	void *vaddr;
+
+	if (buf->nr_pages > UINT_MAX)
+		return -E2BIG;
+	vaddr = vmap(buf->mem->pages, buf->nr_pages, VM_MAP, PAGE_KERNEL);
+	if (!vaddr)
+		return -ENOMEM;
+	iosys_map_set_vaddr(map, vaddr);
+	return 0;
+}
+
+static void vdmabuf_pages_vunmap(struct vdmabuf_buffer *buf,
+				 struct iosys_map *map)
+{
+	vunmap(map->vaddr);
+}
+
+static const struct vdmabuf_backing vdmabuf_pages_backing = {
+	.sg_table = vdmabuf_pages_sg_table,
+	.vm_flags = VM_DONTEXPAND | VM_DONTDUMP,
+	.fault = vdmabuf_pages_fault,
+	.vmap = vdmabuf_pages_vmap,
+	.vunmap = vdmabuf_pages_vunmap,
+};
+
+static int vdmabuf_shm_buf_sg_table(struct vdmabuf_buffer *buf,
+				    struct sg_table *sgt)
+{
+	return vdmabuf_shm_sg_table(buf->shm, buf->shm_offset,
+				    (u64)buf->nr_pages << PAGE_SHIFT, sgt);
+}
+
+/*
+ * User space maps a mapped import by PFN, never by struct page: no reference
+ * to a page of the region can outlive the buffer (get_user_pages() refuses
+ * VM_PFNMAP), so nothing in the guest can touch the range once RELEASE let
+ * the device reuse it. After REVOKED or the device's removal, faults get
+ * SIGBUS; buf->lock orders this against vdmabuf_buffer_zap().
+ */
+static vm_fault_t vdmabuf_shm_fault(struct vdmabuf_buffer *buf,
+				    struct vm_fault *vmf)
+{
+	vm_fault_t ret;
+
+	mutex_lock(&buf->lock);
+	if (test_bit(VDMABUF_REVOKED, &buf->state) ||
+	    vdmabuf_device_gone(buf->dev))
+		ret = VM_FAULT_SIGBUS;
+	else
+		ret = vmf_insert_pfn(vmf->vma, vmf->address,
+				     vdmabuf_shm_pfn(buf->shm, buf->shm_offset) +
+				     vmf->pgoff);
+	mutex_unlock(&buf->lock);
+	return ret;
+}
+
+/* The region is in the direct map: the range needs no mapping of its own. */
+static int vdmabuf_shm_vmap(struct vdmabuf_buffer *buf, struct iosys_map *map)
+{
+	iosys_map_set_vaddr(map, vdmabuf_shm_vaddr(buf->shm, buf->shm_offset));
+	return 0;
+}
+
+static void vdmabuf_shm_vunmap(struct vdmabuf_buffer *buf,
+			       struct iosys_map *map)
+{
+}
+
+static const struct vdmabuf_backing vdmabuf_shm_backing = {
+	.sg_table = vdmabuf_shm_buf_sg_table,
+	.vm_flags = VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP,
+	.fault = vdmabuf_shm_fault,
+	.vmap = vdmabuf_shm_vmap,
+	.vunmap = vdmabuf_shm_vunmap,
+};
+
+/* ------------------------------------------------------------------ */
+/* dma_buf_ops                                                        */
+/* ------------------------------------------------------------------ */
 
 static struct sg_table *vdmabuf_map_dma_buf(struct dma_buf_attachment *attach,
 					    enum dma_data_direction dir)
@@ -201,10 +356,10 @@ static struct sg_table *vdmabuf_map_dma_buf(struct dma_buf_attachment *attach,
 	m->dev = attach->dev;
 	m->dir = dir;
 
-	ret = vdmabuf_buffer_sg_table(buf, &m->own);
+	ret = buf->backing->sg_table(buf, &m->own);
 	if (ret)
 		goto err_free;
-	ret = vdmabuf_buffer_sg_table(buf, &m->out);
+	ret = buf->backing->sg_table(buf, &m->out);
 	if (ret)
 		goto err_own;
 	ret = dma_map_sgtable(m->dev, &m->own, dir, 0);
@@ -302,9 +457,7 @@ static vm_fault_t vdmabuf_vm_fault(struct vm_fault *vmf)
 
 	if (vmf->pgoff >= buf->nr_pages)
 		return VM_FAULT_SIGBUS;
-	vmf->page = buf->mem->pages[vmf->pgoff];
-	get_page(vmf->page);
-	return 0;
+	return buf->backing->fault(buf, vmf);
 }
 
 static const struct vm_operations_struct vdmabuf_vm_ops = {
@@ -313,32 +466,29 @@ static const struct vm_operations_struct vdmabuf_vm_ops = {
 
 static int vdmabuf_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 {
+	struct vdmabuf_buffer *buf = dmabuf->priv;
+
 	/* MAP_SHARED only (of a read-only fd: VM_MAYSHARE, not VM_SHARED) */
 	if (!(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
-	vdmabuf_vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+	vdmabuf_vm_flags_set(vma, buf->backing->vm_flags);
 	vma->vm_ops = &vdmabuf_vm_ops;
-	vma->vm_private_data = dmabuf->priv;
+	vma->vm_private_data = buf;
 	return 0;
 }
 
 static int vdmabuf_vmap(struct dma_buf *dmabuf, struct iosys_map *map)
 {
 	struct vdmabuf_buffer *buf = dmabuf->priv;
-	void *vaddr;
 
-	if (buf->nr_pages > UINT_MAX)
-		return -E2BIG;
-	vaddr = vmap(buf->mem->pages, buf->nr_pages, VM_MAP, PAGE_KERNEL);
-	if (!vaddr)
-		return -ENOMEM;
-	iosys_map_set_vaddr(map, vaddr);
-	return 0;
+	return buf->backing->vmap(buf, map);
 }
 
 static void vdmabuf_vunmap(struct dma_buf *dmabuf, struct iosys_map *map)
 {
-	vunmap(map->vaddr);
+	struct vdmabuf_buffer *buf = dmabuf->priv;
+
+	buf->backing->vunmap(buf, map);
 }
 
 static int vdmabuf_get_uuid(struct dma_buf *dmabuf, uuid_t *uuid)
@@ -355,6 +505,12 @@ static void vdmabuf_buffer_destroy(struct vdmabuf_buffer *buf)
 	vdmabuf_table_del(buf);
 	if (buf->mem)
 		vdmabuf_pages_put(buf->mem);
+	if (buf->shm) {
+		atomic64_sub((u64)buf->nr_pages << PAGE_SHIFT,
+			     &buf->shm->bytes_mapped);
+		atomic_dec(&buf->shm->nr_mapped);
+		vdmabuf_shm_put(buf->shm);
+	}
 	vdmabuf_device_put(buf->dev);
 	mutex_destroy(&buf->lock);
 	kfree(buf);
@@ -391,9 +547,13 @@ struct vdmabuf_buffer *vdmabuf_buffer_from_dmabuf(struct dma_buf *dmabuf)
 /* ALLOC and IMPORT                                                   */
 /* ------------------------------------------------------------------ */
 
-static struct vdmabuf_buffer *vdmabuf_buffer_new(struct vdmabuf_device *dev,
-						 enum vdmabuf_kind kind,
-						 u64 size)
+/*
+ * A new buffer of @size bytes; with the pages backing, its zeroed pages (a
+ * mapped import gets its range later, from MAP).
+ */
+static struct vdmabuf_buffer *
+vdmabuf_buffer_new(struct vdmabuf_device *dev, enum vdmabuf_kind kind,
+		   u64 size, const struct vdmabuf_backing *backing)
 {
 	u64 nr_pages = DIV_ROUND_UP_ULL(size, PAGE_SIZE);
 	struct vdmabuf_buffer *buf;
@@ -409,12 +569,15 @@ static struct vdmabuf_buffer *vdmabuf_buffer_new(struct vdmabuf_device *dev,
 		return ERR_PTR(-ENOMEM);
 	vdmabuf_device_get(dev);
 	buf->dev = dev;
+	buf->backing = backing;
 	buf->kind = kind;
 	buf->size = size;
 	buf->nr_pages = nr_pages;
 	INIT_HLIST_NODE(&buf->node);
 	mutex_init(&buf->lock);
 	INIT_LIST_HEAD(&buf->mappings);
+	if (backing != &vdmabuf_pages_backing)
+		return buf;
 
 	buf->mem = vdmabuf_pages_alloc(nr_pages);
 	if (IS_ERR(buf->mem)) {
@@ -459,7 +622,7 @@ int vdmabuf_buffer_alloc(struct vdmabuf_device *dev, u64 size, u32 flags,
 	if (size > dev->max_bytes)
 		return -EDQUOT;
 
-	buf = vdmabuf_buffer_new(dev, VDMABUF_OWN, size);
+	buf = vdmabuf_buffer_new(dev, VDMABUF_OWN, size, &vdmabuf_pages_backing);
 	if (IS_ERR(buf))
 		return PTR_ERR(buf);
 	buf->flags = VIRTIO_DMABUF_BUF_OWN;
@@ -523,17 +686,93 @@ static int vdmabuf_import_held(struct vdmabuf_device *dev, const u8 *uuid,
 }
 
 /*
- * IMPORT: a new reference to a buffer this driver holds, or LOOKUP, pages
- * for the copy, ATTACH and export. On success *dmabufp holds a reference.
+ * A mapped import of @uuid (@size bytes, LOOKUP @flags): MAP, and a check
+ * that the device's range is whole pages inside the region. An error from
+ * MAP is returned as it is (the caller falls back to a copy on EOPNOTSUPP
+ * and ENOSPC); a range that does not fit is RELEASEd again (-EPROTO).
  */
-int vdmabuf_buffer_import(struct vdmabuf_device *dev, const u8 *uuid,
-			  struct dma_buf **dmabufp)
+static struct vdmabuf_buffer *vdmabuf_import_mapped(struct vdmabuf_device *dev,
+						    const u8 *uuid, u64 size,
+						    u32 flags)
 {
 	struct vdmabuf_buffer *buf;
+	u64 offset, len;
+	u32 map_flags;
+	int ret;
+
+	buf = vdmabuf_buffer_new(dev, VDMABUF_IMPORTED, size,
+				 &vdmabuf_shm_backing);
+	if (IS_ERR(buf))
+		return buf;
+	memcpy(buf->uuid, uuid, VIRTIO_DMABUF_UUID_SIZE);
+
+	ret = vdmabuf_request_map(dev, uuid, &offset, &len, &map_flags);
+	if (ret)
+		goto err;
+	buf->registered = true;
+	if (len != (u64)buf->nr_pages << PAGE_SHIFT ||
+	    !vdmabuf_shm_range_ok(dev->shm, offset, len)) {
+		pr_warn_ratelimited("%s: MAP of %pUb answered %llu bytes at %#llx for a %llu-byte buffer in a %llu-byte region: not used\n",
+				    dev->name, uuid, len, offset, size,
+				    dev->shm->len);
+		ret = -EPROTO;
+		goto err;
+	}
+	buf->flags = (flags | map_flags) & (VIRTIO_DMABUF_BUF_READ_ONLY |
+					    VIRTIO_DMABUF_BUF_HOST_BACKED);
+	buf->flags |= VIRTIO_DMABUF_BUF_MAPPED;
+	buf->shm = vdmabuf_shm_get(dev->shm);
+	buf->shm_offset = offset;
+	atomic64_add(len, &buf->shm->bytes_mapped);
+	atomic_inc(&buf->shm->nr_mapped);
+	return buf;
+
+err:
+	vdmabuf_buffer_destroy(buf);
+	return ERR_PTR(ret);
+}
+
+/* An imported copy of @uuid (@size bytes, LOOKUP @flags): pages + ATTACH. */
+static struct vdmabuf_buffer *vdmabuf_import_copy(struct vdmabuf_device *dev,
+						  const u8 *uuid, u64 size,
+						  u32 flags)
+{
+	struct vdmabuf_buffer *buf;
+	int ret;
+
+	buf = vdmabuf_buffer_new(dev, VDMABUF_IMPORTED, size,
+				 &vdmabuf_pages_backing);
+	if (IS_ERR(buf))
+		return buf;
+	memcpy(buf->uuid, uuid, VIRTIO_DMABUF_UUID_SIZE);
+	buf->flags = flags & (VIRTIO_DMABUF_BUF_READ_ONLY |
+			      VIRTIO_DMABUF_BUF_HOST_BACKED);
+
+	ret = vdmabuf_request_attach(dev, buf->mem, buf->size, buf->uuid);
+	if (ret) {
+		vdmabuf_buffer_destroy(buf);
+		return ERR_PTR(ret);
+	}
+	buf->registered = true;
+	return buf;
+}
+
+/*
+ * IMPORT: a new reference to a buffer this driver holds, or LOOKUP, then MAP
+ * (if the region is usable and @import_flags allow it) or, failing that,
+ * pages for a copy and ATTACH; then export. On success *dmabufp holds a
+ * reference.
+ */
+int vdmabuf_buffer_import(struct vdmabuf_device *dev, const u8 *uuid,
+			  u32 import_flags, struct dma_buf **dmabufp)
+{
+	struct vdmabuf_buffer *buf = NULL;
 	u32 flags;
 	u64 size;
 	int ret;
 
+	if (import_flags & ~VIRTIO_DMABUF_IMPORT_MASK)
+		return -EINVAL;
 	if (vdmabuf_device_gone(dev))
 		return -ENODEV;
 	if (mutex_lock_interruptible(&dev->import_lock))
@@ -560,30 +799,37 @@ int vdmabuf_buffer_import(struct vdmabuf_device *dev, const u8 *uuid,
 		goto out;
 	}
 
-	buf = vdmabuf_buffer_new(dev, VDMABUF_IMPORTED, size);
-	if (IS_ERR(buf)) {
-		ret = PTR_ERR(buf);
-		goto out;
+	if (dev->shm && !(import_flags & VIRTIO_DMABUF_IMPORT_NO_MAP)) {
+		buf = vdmabuf_import_mapped(dev, uuid, size, flags);
+		if (IS_ERR(buf)) {
+			ret = PTR_ERR(buf);
+			buf = NULL;
+			if (ret != -EOPNOTSUPP && ret != -ENOSPC)
+				goto out;
+			/* the device cannot map this one: a copy then */
+			atomic_inc(&dev->nr_fallbacks);
+			atomic_set(&dev->last_fallback, -ret);
+			pr_debug("%s: MAP of %pUb: %d, importing a copy\n",
+				 dev->name, uuid, ret);
+		}
 	}
-	memcpy(buf->uuid, uuid, VIRTIO_DMABUF_UUID_SIZE);
-	buf->flags = flags & (VIRTIO_DMABUF_BUF_READ_ONLY |
-			      VIRTIO_DMABUF_BUF_HOST_BACKED);
+	if (!buf) {
+		buf = vdmabuf_import_copy(dev, uuid, size, flags);
+		if (IS_ERR(buf)) {
+			ret = PTR_ERR(buf);
+			goto out;
+		}
+	}
 
-	ret = vdmabuf_request_attach(dev, buf->mem, buf->size, buf->uuid);
-	if (ret)
-		goto err;
-	buf->registered = true;
 	ret = vdmabuf_buffer_export(buf,
 				    buf->flags & VIRTIO_DMABUF_BUF_READ_ONLY ?
 				    O_RDONLY : O_RDWR);
-	if (ret)
-		goto err;
+	if (ret) {
+		vdmabuf_buffer_destroy(buf);
+		goto out;
+	}
 	vdmabuf_table_add(buf);
 	*dmabufp = buf->dmabuf;
-	goto out;
-
-err:
-	vdmabuf_buffer_destroy(buf);
 out:
 	mutex_unlock(&dev->import_lock);
 	return ret;

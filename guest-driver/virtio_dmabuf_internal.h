@@ -8,7 +8,13 @@
  *    buffer one. After remove() the structure stays valid but every request
  *    fails with -ENODEV.
  *  - struct vdmabuf_buffer lives exactly as long as its dma_buf: it is freed
- *    from dma_buf_ops.release, after RELEASE was sent.
+ *    from dma_buf_ops.release, after RELEASE was sent. Its memory is guest
+ *    pages (own buffers and copies: struct vdmabuf_pages) or a range of the
+ *    device's shared memory region (mapped imports: struct vdmabuf_shm).
+ *  - struct vdmabuf_shm (the region, mapped with struct pages) is reference
+ *    counted: the device holds one reference until remove(), every mapped
+ *    import one. The last reference unmaps it, so no mapped import ever
+ *    outlives the kernel mapping and the struct pages of its range.
  *  - struct vdmabuf_pages (a buffer's memory) is reference counted: the
  *    buffer holds one reference, and so does every request that lets the
  *    device touch the pages (CREATE, ATTACH, RELEASE). The pages are freed
@@ -32,6 +38,7 @@
 #include <linux/hashtable.h>
 #include <linux/kref.h>
 #include <linux/list.h>
+#include <linux/memremap.h>
 #include <linux/miscdevice.h>
 #include <linux/mutex.h>
 #include <linux/scatterlist.h>
@@ -63,6 +70,8 @@
 #define VDMABUF_DEBUGFS_DIR		"virtio-dmabuf"
 
 struct dentry;
+struct resource;
+struct vdmabuf_backing;
 struct vdmabuf_device;
 struct vdmabuf_req;
 
@@ -96,6 +105,7 @@ struct vdmabuf_device {
 	u64 max_bytes;
 	u32 sync_timeout_ms;
 	bool can_import;		/* VIRTIO_DMABUF_F_IMPORT negotiated */
+	bool can_map;			/* VIRTIO_DMABUF_F_MAP negotiated */
 	bool indirect;			/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
 
 	/* request queue */
@@ -126,6 +136,32 @@ struct vdmabuf_device {
 	unsigned long table_gen;	/* bumped when a buffer leaves the table */
 	wait_queue_head_t table_wq;	/* woken when a buffer leaves the table */
 	struct mutex import_lock;	/* serializes IMPORT */
+
+	/* shared memory region 0 (mapped imports), see virtio_dmabuf_shm.c */
+	struct vdmabuf_shm *shm;	/* a reference; NULL: no mapped imports */
+	u32 shm_state;			/* VIRTIO_DMABUF_SHM_* */
+	u32 shm_error;			/* _UNUSABLE: why (errno) */
+	u64 shm_addr;			/* the region as the device announced it */
+	u64 shm_len;
+	atomic_t nr_fallbacks;		/* MAPs answered UNSUPPORTED/NO_SPACE */
+	atomic_t last_fallback;		/* errno of the latest */
+};
+
+/*
+ * The device's shared memory region 0, mapped into the kernel with struct
+ * pages (MEMORY_DEVICE_GENERIC) so that mapped imports can be handed to
+ * importers as ordinary sg_tables and vmapped through the direct map.
+ */
+struct vdmabuf_shm {
+	struct kref ref;
+	struct resource *res;		/* request_mem_region() */
+	phys_addr_t phys;
+	u64 len;
+	void *vaddr;			/* the direct map of the region */
+	atomic64_t bytes_mapped;	/* by mapped imports now */
+	atomic_t nr_mapped;
+	char name[48];			/* the resource's name */
+	struct dev_pagemap pgmap;	/* last: ends in a flexible array */
 };
 
 enum vdmabuf_kind {
@@ -146,6 +182,7 @@ struct vdmabuf_pages {
 
 struct vdmabuf_buffer {
 	struct vdmabuf_device *dev;	/* holds a reference */
+	const struct vdmabuf_backing *backing;	/* pages or shared memory */
 	struct dma_buf *dmabuf;
 	struct hlist_node node;		/* in dev->buffers while hashed */
 	bool hashed;
@@ -157,9 +194,11 @@ struct vdmabuf_buffer {
 	u32 share_flags;		/* own buffers: CREATE flags */
 	unsigned long state;
 	unsigned long nr_pages;
-	struct vdmabuf_pages *mem;	/* holds a reference */
+	struct vdmabuf_pages *mem;	/* guest pages: a reference, or NULL */
+	struct vdmabuf_shm *shm;	/* mapped import: a reference, or NULL */
+	u64 shm_offset;			/* mapped import: its range in the region */
 
-	struct mutex lock;		/* mappings */
+	struct mutex lock;		/* mappings; mapped: REVOKED vs faults */
 	struct list_head mappings;	/* struct vdmabuf_mapping, live */
 };
 
@@ -176,6 +215,7 @@ struct vdmabuf_req_in {
 		struct virtio_dmabuf_uuid uuid;
 		struct virtio_dmabuf_attach attach;
 		struct virtio_dmabuf_sync sync;
+		struct virtio_dmabuf_map map;
 	};
 };
 
@@ -183,6 +223,7 @@ union vdmabuf_req_out {
 	struct virtio_dmabuf_resp_hdr hdr;
 	struct virtio_dmabuf_create_resp create;
 	struct virtio_dmabuf_lookup_resp lookup;
+	struct virtio_dmabuf_map_resp map;
 };
 
 struct vdmabuf_req {
@@ -219,9 +260,20 @@ static inline bool vdmabuf_req_is_start(const struct vdmabuf_req *req)
 
 /*
  * The files and what they offer to the ones above them. Calls go one way:
- * main -> chardev -> exporter -> request -> transport -> pages (a file may
- * skip layers downwards, never call upwards); tools/callgraph.sh checks it.
+ * main -> chardev -> exporter -> request -> transport -> pages, and shm
+ * next to pages (a file may skip layers downwards, never call upwards);
+ * tools/callgraph.sh checks it.
  */
+
+/* virtio_dmabuf_shm.c: the shared memory region */
+void vdmabuf_shm_setup(struct vdmabuf_device *dev);
+struct vdmabuf_shm *vdmabuf_shm_get(struct vdmabuf_shm *shm);
+void vdmabuf_shm_put(struct vdmabuf_shm *shm);
+bool vdmabuf_shm_range_ok(const struct vdmabuf_shm *shm, u64 offset, u64 len);
+unsigned long vdmabuf_shm_pfn(const struct vdmabuf_shm *shm, u64 offset);
+void *vdmabuf_shm_vaddr(const struct vdmabuf_shm *shm, u64 offset);
+int vdmabuf_shm_sg_table(const struct vdmabuf_shm *shm, u64 offset, u64 len,
+			 struct sg_table *sgt);
 
 /* virtio_dmabuf_pages.c: buffer memory */
 void vdmabuf_pages_debugfs_init(struct dentry *dir);
@@ -265,6 +317,8 @@ int vdmabuf_request_release(struct vdmabuf_device *dev, const u8 *uuid,
 			    struct vdmabuf_pages *mem);
 int vdmabuf_request_sync(struct vdmabuf_device *dev, const u8 *uuid,
 			 u64 offset, u64 len, u32 flags, u32 timeout_ms);
+int vdmabuf_request_map(struct vdmabuf_device *dev, const u8 *uuid,
+			u64 *offsetp, u64 *lenp, u32 *flagsp);
 void vdmabuf_request_late_answer(struct vdmabuf_device *dev,
 				 struct vdmabuf_req *req);
 
@@ -272,11 +326,12 @@ void vdmabuf_request_late_answer(struct vdmabuf_device *dev,
 int vdmabuf_buffer_alloc(struct vdmabuf_device *dev, u64 size, u32 flags,
 			 struct dma_buf **dmabufp, u8 *uuid);
 int vdmabuf_buffer_import(struct vdmabuf_device *dev, const u8 *uuid,
-			  struct dma_buf **dmabufp);
+			  u32 import_flags, struct dma_buf **dmabufp);
 struct vdmabuf_buffer *vdmabuf_buffer_from_dmabuf(struct dma_buf *dmabuf);
 int vdmabuf_buffer_sync(struct vdmabuf_buffer *buf, u64 offset, u64 len,
 			u32 flags, u32 timeout_ms);
 void vdmabuf_exporter_revoked(struct vdmabuf_device *dev, const u8 *uuid);
+void vdmabuf_exporter_device_gone(struct vdmabuf_device *dev);
 
 /* virtio_dmabuf_chardev.c: /dev/virtio-dmabuf<N> */
 int vdmabuf_chardev_register(struct vdmabuf_device *dev);

@@ -80,6 +80,19 @@ static int vdmabuf_probe(struct virtio_device *vdev)
 	BUILD_BUG_ON(sizeof(struct virtio_dmabuf_attach) != 24);
 	BUILD_BUG_ON(sizeof(struct virtio_dmabuf_sync) != 40);
 	BUILD_BUG_ON(sizeof(struct virtio_dmabuf_event) != 24);
+	BUILD_BUG_ON(sizeof(struct virtio_dmabuf_map) != 24);
+	BUILD_BUG_ON(offsetof(struct virtio_dmabuf_map, flags) != 0x10);
+	BUILD_BUG_ON(sizeof(struct virtio_dmabuf_map_resp) != 32);
+	BUILD_BUG_ON(offsetof(struct virtio_dmabuf_map_resp, offset) != 0x08);
+	BUILD_BUG_ON(offsetof(struct virtio_dmabuf_map_resp, len) != 0x10);
+	BUILD_BUG_ON(offsetof(struct virtio_dmabuf_map_resp, flags) != 0x18);
+	/* the ioctl ABI: sizes are part of the numbers */
+	BUILD_BUG_ON(sizeof(struct virtio_dmabuf_ioc_alloc) != 40);
+	BUILD_BUG_ON(sizeof(struct virtio_dmabuf_ioc_import) != 40);
+	BUILD_BUG_ON(sizeof(struct virtio_dmabuf_ioc_sync) != 32);
+	BUILD_BUG_ON(sizeof(struct virtio_dmabuf_ioc_info) != 48);
+	BUILD_BUG_ON(sizeof(struct virtio_dmabuf_ioc_device_info) != 40);
+	BUILD_BUG_ON(sizeof(struct virtio_dmabuf_ioc_shm_info) != 48);
 
 	if (!virtio_has_feature(vdev, VIRTIO_F_VERSION_1)) {
 		dev_err(&vdev->dev, "VIRTIO_F_VERSION_1 not offered\n");
@@ -113,11 +126,14 @@ static int vdmabuf_probe(struct virtio_device *vdev)
 	if (ret)
 		goto err_ida;
 	dev->can_import = virtio_has_feature(vdev, VIRTIO_DMABUF_F_IMPORT);
+	dev->can_map = dev->can_import &&
+		       virtio_has_feature(vdev, VIRTIO_DMABUF_F_MAP);
 	dev->indirect = virtio_has_feature(vdev, VIRTIO_RING_F_INDIRECT_DESC);
+	vdmabuf_shm_setup(dev);
 
 	ret = vdmabuf_transport_init(dev);
 	if (ret)
-		goto err_ida;
+		goto err_shm;
 
 	virtio_device_ready(vdev);
 	vdmabuf_transport_start(dev);
@@ -127,15 +143,20 @@ static int vdmabuf_probe(struct virtio_device *vdev)
 		goto err_transport;
 
 	dev_info(&vdev->dev,
-		 "/dev/%s: max_segments %u max_buffers %u max_bytes %llu sync_timeout_ms %u import %s queue %u%s\n",
+		 "/dev/%s: max_segments %u max_buffers %u max_bytes %llu sync_timeout_ms %u import %s map %s queue %u%s\n",
 		 dev->name, dev->max_segments, dev->max_buffers,
 		 dev->max_bytes, dev->sync_timeout_ms,
-		 dev->can_import ? "yes" : "no", dev->queue_size,
+		 dev->can_import ? "yes" : "no",
+		 dev->shm ? "yes" : "no", dev->queue_size,
 		 dev->indirect ? " indirect" : "");
 	return 0;
 
 err_transport:
 	vdmabuf_transport_destroy(dev);
+err_shm:
+	if (dev->shm)
+		vdmabuf_shm_put(dev->shm);
+	dev->shm = NULL;
 err_ida:
 	ida_free(&vdmabuf_ida, dev->index);
 err_free:
@@ -150,8 +171,13 @@ static void vdmabuf_remove(struct virtio_device *vdev)
 
 	/* new requests fail with -ENODEV, then the device node goes */
 	vdmabuf_transport_shutdown(dev);
+	vdmabuf_exporter_device_gone(dev);
 	vdmabuf_chardev_unregister(dev);
 	vdmabuf_transport_destroy(dev);
+	/* mapped imports still open keep the region mapped */
+	if (dev->shm)
+		vdmabuf_shm_put(dev->shm);
+	dev->shm = NULL;
 	ida_free(&vdmabuf_ida, dev->index);
 	dev_info(&vdev->dev, "/dev/%s removed\n", dev->name);
 	vdev->priv = NULL;
@@ -164,8 +190,13 @@ static const struct virtio_device_id vdmabuf_id_table[] = {
 };
 MODULE_DEVICE_TABLE(virtio, vdmabuf_id_table);
 
+/*
+ * VIRTIO_DMABUF_F_MAP also lets other VMs map this guest's buffers in place
+ * (spec 13.5): the driver owns every page its segments touch, whole.
+ */
 static const unsigned int vdmabuf_features[] = {
 	VIRTIO_DMABUF_F_IMPORT,
+	VIRTIO_DMABUF_F_MAP,
 };
 
 static struct virtio_driver vdmabuf_driver = {

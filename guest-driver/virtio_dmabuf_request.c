@@ -117,6 +117,32 @@ int vdmabuf_request_attach(struct vdmabuf_device *dev,
 }
 
 /*
+ * MAP: import @uuid mapped in place in the shared memory region. On success
+ * the buffer is at [*offsetp, *offsetp + *lenp) of the region (as the device
+ * says: the caller checks it) with LOOKUP-style *flagsp.
+ */
+int vdmabuf_request_map(struct vdmabuf_device *dev, const u8 *uuid,
+			u64 *offsetp, u64 *lenp, u32 *flagsp)
+{
+	struct vdmabuf_req *req;
+	int ret;
+
+	req = vdmabuf_req_alloc(VIRTIO_DMABUF_REQ_MAP, sizeof(req->in.map),
+				sizeof(req->out.map));
+	if (!req)
+		return -ENOMEM;
+	memcpy(req->in.map.uuid, uuid, VIRTIO_DMABUF_UUID_SIZE);
+	ret = vdmabuf_req_run(dev, req);
+	if (!ret) {
+		*offsetp = le64_to_cpu(req->out.map.offset);
+		*lenp = le64_to_cpu(req->out.map.len);
+		*flagsp = le32_to_cpu(req->out.map.flags);
+	}
+	vdmabuf_req_put(req);
+	return ret;
+}
+
+/*
  * RELEASE @uuid. @mem (a reference, consumed; may be NULL) is the memory the
  * device may touch until it has answered: it is freed once that is sure:
  * after a NOT_FOUND or OK answer, a late answer if the wait was given up, or
@@ -233,7 +259,7 @@ static void vdmabuf_orphan_end(struct vdmabuf_device *dev,
  * The late-answer upcall (dev->upcalls): the device answered a request whose
  * waiter had left. Undo what the answer did: end a granted START, RELEASE a
  * buffer an abandoned CREATE or ATTACH registered (its pages go with the
- * RELEASE). Answers that left the device holding pages the driver cannot
+ * RELEASE) or an abandoned MAP mapped (nothing of the guest's to free). Answers that left the device holding pages the driver cannot
  * name keep the pages until the reset. The caller keeps its reference.
  */
 void vdmabuf_request_late_answer(struct vdmabuf_device *dev,
@@ -264,6 +290,11 @@ void vdmabuf_request_late_answer(struct vdmabuf_device *dev,
 			vdmabuf_device_keep_pages(dev, req->pages);
 			req->pages = NULL;
 		}
+		break;
+	case VIRTIO_DMABUF_REQ_MAP:
+		/* the UUID is known even if the answer was cut short */
+		if (!status || status == -EPROTO)
+			vdmabuf_request_release(dev, req->in.map.uuid, NULL);
 		break;
 	case VIRTIO_DMABUF_REQ_RELEASE:
 		/* OK, NOT_FOUND and a reset free the pages with the request */

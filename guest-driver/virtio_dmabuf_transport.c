@@ -95,6 +95,7 @@ static const int vdmabuf_errno[] = {
 	[VIRTIO_DMABUF_S_RESPONSE_TOO_SMALL]	= -EMSGSIZE,
 	[VIRTIO_DMABUF_S_IO_ERROR]		= -EIO,
 	[VIRTIO_DMABUF_S_UNSUPPORTED]		= -EOPNOTSUPP,
+	[VIRTIO_DMABUF_S_NO_SPACE]		= -ENOSPC,
 };
 
 static int vdmabuf_status_to_errno(u32 status)
@@ -163,6 +164,8 @@ const char *vdmabuf_req_name(const struct vdmabuf_req *req)
 		return "ATTACH";
 	case VIRTIO_DMABUF_REQ_SYNC:
 		return vdmabuf_req_is_start(req) ? "SYNC START" : "SYNC END";
+	case VIRTIO_DMABUF_REQ_MAP:
+		return "MAP";
 	default:
 		return "unknown";
 	}

@@ -30,6 +30,10 @@
 
 /* Feature bits */
 #define VIRTIO_DMABUF_F_IMPORT		0	/* LOOKUP and ATTACH available */
+#define VIRTIO_DMABUF_F_MAP		1	/* MAP available (section 13) */
+
+/* Shared memory region ids */
+#define VIRTIO_DMABUF_SHM_MAP		0	/* where MAP places imports */
 
 /* Configuration space (24 bytes) */
 struct virtio_dmabuf_config {
@@ -46,12 +50,15 @@ struct virtio_dmabuf_config {
 #define VIRTIO_DMABUF_REQ_LOOKUP	0x0102
 #define VIRTIO_DMABUF_REQ_ATTACH	0x0103
 #define VIRTIO_DMABUF_REQ_SYNC		0x0104
+#define VIRTIO_DMABUF_REQ_MAP		0x0105
 
 /* Buffer flags: CREATE (READ_ONLY, HOST_ONLY) and LOOKUP (all four) */
 #define VIRTIO_DMABUF_BUF_READ_ONLY	(1U << 0)
 #define VIRTIO_DMABUF_BUF_HOST_ONLY	(1U << 1)
 #define VIRTIO_DMABUF_BUF_HOST_BACKED	(1U << 8)
 #define VIRTIO_DMABUF_BUF_OWN		(1U << 9)
+/* not on the wire: IMPORT and INFO results of the driver (part 2) */
+#define VIRTIO_DMABUF_BUF_MAPPED	(1U << 10)
 #define VIRTIO_DMABUF_BUF_CREATE_MASK	(VIRTIO_DMABUF_BUF_READ_ONLY | \
 					 VIRTIO_DMABUF_BUF_HOST_ONLY)
 
@@ -83,6 +90,7 @@ struct virtio_dmabuf_config {
 #define VIRTIO_DMABUF_S_RESPONSE_TOO_SMALL	13
 #define VIRTIO_DMABUF_S_IO_ERROR		14
 #define VIRTIO_DMABUF_S_UNSUPPORTED		15
+#define VIRTIO_DMABUF_S_NO_SPACE		16
 
 #define VIRTIO_DMABUF_UUID_SIZE		16
 
@@ -146,6 +154,22 @@ struct virtio_dmabuf_sync {
 	__le32 timeout_ms;
 };
 
+/* MAP body (24 bytes) */
+struct virtio_dmabuf_map {
+	__u8 uuid[VIRTIO_DMABUF_UUID_SIZE];
+	__le32 flags;		/* zero: none defined */
+	__le32 reserved;
+};
+
+/* MAP response (32 bytes) */
+struct virtio_dmabuf_map_resp {
+	struct virtio_dmabuf_resp_hdr hdr;
+	__le64 offset;		/* where the buffer starts in region 0 */
+	__le64 len;		/* bytes mapped: the size rounded up to 4096 */
+	__le32 flags;		/* as LOOKUP: BUF_READ_ONLY, BUF_HOST_BACKED */
+	__le32 reserved;
+};
+
 /* Event queue element (24 bytes) */
 struct virtio_dmabuf_event {
 	__le32 type;
@@ -189,6 +213,13 @@ struct virtio_dmabuf_ioc_alloc {
 	__u8 uuid[VIRTIO_DMABUF_UUID_SIZE];
 };
 
+/*
+ * import_flags of IMPORT. VIRTIO_DMABUF_IMPORT_NO_MAP: do not map the buffer
+ * in place even if the device could (always LOOKUP + ATTACH, a copy).
+ */
+#define VIRTIO_DMABUF_IMPORT_NO_MAP	(1U << 0)
+#define VIRTIO_DMABUF_IMPORT_MASK	VIRTIO_DMABUF_IMPORT_NO_MAP
+
 /**
  * struct virtio_dmabuf_ioc_import - VIRTIO_DMABUF_IOC_IMPORT argument
  * @uuid:	in: the buffer to import
@@ -196,13 +227,18 @@ struct virtio_dmabuf_ioc_alloc {
  * @fd:		out: the new dma-buf fd (O_RDONLY if @flags has READ_ONLY,
  *		O_RDWR otherwise)
  * @size:	out: the buffer's size in bytes
- * @flags:	out: VIRTIO_DMABUF_BUF_READ_ONLY, _HOST_BACKED, _OWN
- * @reserved:	in: zero
+ * @flags:	out: VIRTIO_DMABUF_BUF_READ_ONLY, _HOST_BACKED, _OWN, _MAPPED
+ * @import_flags: in: VIRTIO_DMABUF_IMPORT_* (was @reserved, zero: the
+ *		default)
  *
- * LOOKUP, then allocates guest pages as this guest's copy and ATTACHes them.
  * A UUID this guest already holds (an earlier import that is still open, or
- * a buffer this guest allocated) is not attached again: the call returns a
- * new fd of the same dma-buf.
+ * a buffer this guest allocated) is not imported again: the call returns a
+ * new fd of the same dma-buf (@import_flags do not matter then; @flags say
+ * what it is). Otherwise LOOKUP, then, if the device has a shared memory
+ * region and @import_flags allow it, MAP: the buffer is mapped in place
+ * (@flags has VIRTIO_DMABUF_BUF_MAPPED). If the device cannot map it
+ * (UNSUPPORTED, NO_SPACE) or may not, guest pages are allocated as this
+ * guest's copy and ATTACHed.
  */
 struct virtio_dmabuf_ioc_import {
 	__u8 uuid[VIRTIO_DMABUF_UUID_SIZE];
@@ -210,7 +246,7 @@ struct virtio_dmabuf_ioc_import {
 	__s32 fd;
 	__u64 size;
 	__u32 flags;
-	__u32 reserved;
+	__u32 import_flags;
 };
 
 /* flags of VIRTIO_DMABUF_IOC_SYNC: READ and/or WRITE, and START or END */
@@ -248,7 +284,7 @@ struct virtio_dmabuf_ioc_sync {
 };
 
 #define VIRTIO_DMABUF_KIND_OWN		1	/* allocated in this guest */
-#define VIRTIO_DMABUF_KIND_IMPORTED	2	/* attached copy */
+#define VIRTIO_DMABUF_KIND_IMPORTED	2	/* import: a copy, or mapped (flags) */
 
 #define VIRTIO_DMABUF_STATE_REVOKED	(1U << 0)	/* REVOKED event seen */
 #define VIRTIO_DMABUF_STATE_DEVICE_GONE	(1U << 1)	/* device removed/reset */
@@ -260,7 +296,7 @@ struct virtio_dmabuf_ioc_sync {
  * @size:	out: size in bytes as registered with the device
  * @uuid:	out: the buffer's UUID
  * @flags:	out: LOOKUP-style flags: _READ_ONLY (this guest may only
- *		read), _HOST_BACKED, _OWN
+ *		read), _HOST_BACKED, _OWN; and _MAPPED (a mapped import)
  * @share_flags: out: own buffers: the ALLOC flags; imports: 0
  * @state:	out: VIRTIO_DMABUF_STATE_*
  * @device:	out: N of the /dev/virtio-dmabuf<N> the buffer belongs to
@@ -283,7 +319,8 @@ struct virtio_dmabuf_ioc_info {
  * @max_bytes:		configuration space field
  * @sync_timeout_ms:	configuration space field
  * @index:		N of /dev/virtio-dmabuf<N>
- * @features:		device-specific feature bits negotiated (bit 0: IMPORT)
+ * @features:		device-specific feature bits negotiated (bit 0: IMPORT,
+ *			bit 1: MAP)
  * @queue_size:		descriptors of the request queue
  * @max_starts:		STARTs that may wait in the device at once
  */
@@ -298,6 +335,38 @@ struct virtio_dmabuf_ioc_device_info {
 	__u32 max_starts;
 };
 
+/* VIRTIO_DMABUF_IOC_SHM_INFO state: whether IMPORT maps, and if not why */
+#define VIRTIO_DMABUF_SHM_ACTIVE	0	/* region mapped: IMPORT uses MAP */
+#define VIRTIO_DMABUF_SHM_NO_FEATURE	1	/* VIRTIO_DMABUF_F_MAP not offered */
+#define VIRTIO_DMABUF_SHM_NO_REGION	2	/* no shared memory region 0 */
+#define VIRTIO_DMABUF_SHM_UNUSABLE	3	/* region there, not mappable: @error */
+
+/**
+ * struct virtio_dmabuf_ioc_shm_info - VIRTIO_DMABUF_IOC_SHM_INFO
+ * @addr:	guest-physical address of shared memory region 0 (0: none)
+ * @size:	its length in bytes (0: none)
+ * @bytes_mapped: bytes of the region that mapped imports of this guest hold
+ *		now (each rounded up to 4096)
+ * @nr_mapped:	mapped imports this guest holds now
+ * @state:	VIRTIO_DMABUF_SHM_*
+ * @error:	_UNUSABLE: the errno that setting the region up failed with
+ * @nr_fallbacks: IMPORTs that asked for MAP and got a copy instead (the
+ *		device answered UNSUPPORTED or NO_SPACE), since probe
+ * @last_fallback: the errno of the latest such MAP (EOPNOTSUPP, ENOSPC)
+ * @reserved:	zero
+ */
+struct virtio_dmabuf_ioc_shm_info {
+	__u64 addr;
+	__u64 size;
+	__u64 bytes_mapped;
+	__u32 nr_mapped;
+	__u32 state;
+	__u32 error;
+	__u32 nr_fallbacks;
+	__u32 last_fallback;
+	__u32 reserved;
+};
+
 #define VIRTIO_DMABUF_IOC_MAGIC		0xDB
 
 #define VIRTIO_DMABUF_IOC_ALLOC \
@@ -310,5 +379,7 @@ struct virtio_dmabuf_ioc_device_info {
 	_IOWR(VIRTIO_DMABUF_IOC_MAGIC, 0x03, struct virtio_dmabuf_ioc_info)
 #define VIRTIO_DMABUF_IOC_DEVICE_INFO \
 	_IOR(VIRTIO_DMABUF_IOC_MAGIC, 0x04, struct virtio_dmabuf_ioc_device_info)
+#define VIRTIO_DMABUF_IOC_SHM_INFO \
+	_IOR(VIRTIO_DMABUF_IOC_MAGIC, 0x05, struct virtio_dmabuf_ioc_shm_info)
 
 #endif /* _UAPI_LINUX_VIRTIO_DMABUF_H */

@@ -688,8 +688,8 @@ static int vdmabuf_import_held(struct vdmabuf_device *dev, const u8 *uuid,
 /*
  * A mapped import of @uuid (@size bytes, LOOKUP @flags): MAP, and a check
  * that the device's range is whole pages inside the region. An error from
- * MAP is returned as it is (the caller falls back to a copy on EOPNOTSUPP
- * and ENOSPC); a range that does not fit is RELEASEd again (-EPROTO).
+ * MAP is returned as it is (the caller falls back to a copy on EOPNOTSUPP,
+ * ENOSPC and EINVAL); a range that does not fit is RELEASEd again (-EPROTO).
  */
 static struct vdmabuf_buffer *vdmabuf_import_mapped(struct vdmabuf_device *dev,
 						    const u8 *uuid, u64 size,
@@ -804,9 +804,14 @@ int vdmabuf_buffer_import(struct vdmabuf_device *dev, const u8 *uuid,
 		if (IS_ERR(buf)) {
 			ret = PTR_ERR(buf);
 			buf = NULL;
-			if (ret != -EOPNOTSUPP && ret != -ENOSPC)
+			/*
+			 * The device cannot map this one (UNSUPPORTED,
+			 * NO_SPACE; INVALID_REQUEST: a device that does not
+			 * know MAP although it offers it): a copy then.
+			 */
+			if (ret != -EOPNOTSUPP && ret != -ENOSPC &&
+			    ret != -EINVAL)
 				goto out;
-			/* the device cannot map this one: a copy then */
 			atomic_inc(&dev->nr_fallbacks);
 			atomic_set(&dev->last_fallback, -ret);
 			pr_debug("%s: MAP of %pUb: %d, importing a copy\n",

@@ -259,8 +259,9 @@ static void vdmabuf_orphan_end(struct vdmabuf_device *dev,
  * The late-answer upcall (dev->upcalls): the device answered a request whose
  * waiter had left. Undo what the answer did: end a granted START, RELEASE a
  * buffer an abandoned CREATE or ATTACH registered (its pages go with the
- * RELEASE) or an abandoned MAP mapped (nothing of the guest's to free). Answers that left the device holding pages the driver cannot
- * name keep the pages until the reset. The caller keeps its reference.
+ * RELEASE) or an abandoned MAP mapped (nothing of the guest's to free).
+ * Answers that left the device holding pages the driver cannot name keep
+ * the pages until the reset. The caller keeps its reference.
  */
 void vdmabuf_request_late_answer(struct vdmabuf_device *dev,
 				 struct vdmabuf_req *req)

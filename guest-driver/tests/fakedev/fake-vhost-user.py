@@ -79,9 +79,13 @@ def size_arg(s):
     return int(s, 0)
 
 
-def pattern(off, n, seed):
-    return bytes(((i * 131 + seed * 7 + (i >> 12)) & 0xff)
-                 for i in range(off, off + n))
+def pattern(n, seed):
+    """Bytes [0, n) of the tests' pattern: (i * 131 + seed * 7 + (i >> 12)) & 0xff."""
+    # 4096 * 131 is a multiple of 256: page p is the first page shifted by p + seed * 7
+    row = bytes((k * 131) & 0xff for k in range(4096))
+    rot = [bytes((x + c) & 0xff for x in range(256)) for c in range(256)]
+    pages = [row.translate(rot[(p + seed * 7) & 0xff]) for p in range(n // 4096 + 1)]
+    return b"".join(pages)[:n]
 
 
 def uuid_str(u):
@@ -98,7 +102,7 @@ class Buffer:
         self.fd = os.memfd_create(f"fake-buf-{byte:02x}")
         os.ftruncate(self.fd, self.len)
         self.mem = mmap.mmap(self.fd, self.len)
-        self.mem[:size] = pattern(0, size, seed)
+        self.mem[:size] = pattern(size, seed)
         self.map_status = S_OK
         self.mapped_at = None      # offset in the region, while mapped
         self.unmapped = False      # revoked: the range is kept, unmapped
@@ -383,8 +387,9 @@ class Fake:
             vq["desc"] = None
             if i == 0:      # the device stops: a reset drops every mapping
                 for b in self.buffers.values():
-                    self.unmap(b)
-                    b.segs = None
+                    if not self.a.keep_maps_at_stop:
+                        self.unmap(b)
+                    b.mapped_at, b.unmapped, b.segs = None, False, None
                 self.shm_used.clear()
             return True
         else:
@@ -434,6 +439,8 @@ def main():
     ap.add_argument("--shm-size", type=size_arg, default=0)
     ap.add_argument("--buffer", action="append", default=[])
     ap.add_argument("--map-status", action="append", default=[])
+    ap.add_argument("--keep-maps-at-stop", action="store_true",
+                    help="send no SHMEM_UNMAP when the VMM stops the device")
     return Fake(ap.parse_args()).serve()
 
 

@@ -237,8 +237,8 @@ struct virtio_dmabuf_ioc_alloc {
  * what it is). Otherwise LOOKUP, then, if the device has a shared memory
  * region and @import_flags allow it, MAP: the buffer is mapped in place
  * (@flags has VIRTIO_DMABUF_BUF_MAPPED). If the device cannot map it
- * (UNSUPPORTED, NO_SPACE) or may not, guest pages are allocated as this
- * guest's copy and ATTACHed.
+ * (UNSUPPORTED, NO_SPACE, INVALID_REQUEST) or may not, guest pages are
+ * allocated as this guest's copy and ATTACHed.
  */
 struct virtio_dmabuf_ioc_import {
 	__u8 uuid[VIRTIO_DMABUF_UUID_SIZE];
@@ -351,8 +351,10 @@ struct virtio_dmabuf_ioc_device_info {
  * @state:	VIRTIO_DMABUF_SHM_*
  * @error:	_UNUSABLE: the errno that setting the region up failed with
  * @nr_fallbacks: IMPORTs that asked for MAP and got a copy instead (the
- *		device answered UNSUPPORTED or NO_SPACE), since probe
- * @last_fallback: the errno of the latest such MAP (EOPNOTSUPP, ENOSPC)
+ *		device answered UNSUPPORTED, NO_SPACE or INVALID_REQUEST),
+ *		since probe
+ * @last_fallback: the errno of the latest such MAP (EOPNOTSUPP, ENOSPC,
+ *		EINVAL)
  * @reserved:	zero
  */
 struct virtio_dmabuf_ioc_shm_info {

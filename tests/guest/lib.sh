@@ -9,6 +9,11 @@
 #  * the guest pauses with "go N": it polls the host's mailbox buffer $MBOX (import, read
 #    sync, look at byte 0, 100 ms apart) until the host wrote N there; the bytes after it,
 #    up to a NUL, are a payload (e.g. a UUID) the guest finds in $PAYLOAD.
+#  * checks the guest can decide are TAP lines (kselftest style), numbered per case:
+#    "@@ tap.<case>=1..N" (the plan, from tap_plan), "@@ tap.<case>=ok <n> - [<tag>] <what>"
+#    or "not ok <n> - [<tag>] <what>: <got> vs <want>"; dmabuf-guest prints "ok - ..." /
+#    "not ok - ..." for its own checks and tag() numbers them; tap_done prints
+#    "@@ tapdone.<case>=<n>" when the case's guest part is over. The host counts them.
 # Every wait here is bounded.
 # shellcheck disable=SC2034  # KO, PAYLOAD: used by the scripts appended after this file
 
@@ -19,10 +24,50 @@ GO_WAIT_MS=${GO_WAIT_MS:-240000}
 say() { echo "@@ $*"; }
 want() { case " $CASES " in *" $1 "*) return 0 ;; esac; return 1; }
 
-# Prefix every line of stdin with "@@ TAG."; lines that are not key=value become out=LINE.
+# ------------------------------------------------------------------ TAP
+
+TAP_CASE=none
+
+# tap_plan CASE N: the checks of CASE that follow; N of them are planned
+tap_plan() {
+    TAP_CASE=$1
+    echo 0 > "/tmp/tap.$1.n"
+    echo "@@ tap.$1=1..$2"
+}
+
+# tap_line "ok"|"not ok" TEXT: the next numbered TAP line of the current case
+tap_line() {
+    _tn=$(( $(cat "/tmp/tap.$TAP_CASE.n" 2>/dev/null || echo 0) + 1 ))
+    echo "$_tn" > "/tmp/tap.$TAP_CASE.n"
+    echo "@@ tap.$TAP_CASE=$1 $_tn - $2"
+}
+
+# tap_done CASE: the guest's part of CASE is over (the host counts its lines then)
+tap_done() { say "tapdone.$1=$(cat "/tmp/tap.$1.n" 2>/dev/null || echo 0)"; }
+
+# check WHAT GOT WANT: one check of the script itself (strings)
+check() {
+    if [ "$2" = "$3" ]; then tap_line ok "$1"; else tap_line "not ok" "$1: $2 vs $3"; fi
+}
+
+# check_range WHAT VALUE MIN MAX: MIN <= VALUE <= MAX (integers)
+check_range() {
+    case "$2" in
+        ''|*[!0-9-]*) tap_line "not ok" "$1: '$2' vs $3..$4"; return ;;
+    esac
+    if [ "$2" -ge "$3" ] && [ "$2" -le "$4" ]; then tap_line ok "$1 ($2)"; else tap_line "not ok" "$1: $2 vs $3..$4"; fi
+}
+
+# tap_skip WHAT WHY: a check left out here (it counts as ok)
+tap_skip() { tap_line ok "$1 # SKIP $2"; }
+
+# Prefix every line of stdin with "@@ TAG."; lines that are not key=value become out=LINE;
+# dmabuf-guest's TAP lines become numbered lines of the current case.
 tag() {
     while IFS= read -r _l; do
         case "$_l" in
+            "ok - "*) tap_line ok "[$1] ${_l#ok - }" ;;
+            "not ok - "*) tap_line "not ok" "[$1] ${_l#not ok - }" ;;
             [A-Za-z_]*=*) echo "@@ $1.$_l" ;;
             *) echo "@@ $1.out=$_l" ;;
         esac
@@ -34,6 +79,21 @@ run() {
     _t=$1
     shift
     { "$@" 2>&1; echo "rc=$?"; } | tag "$_t"
+}
+
+# expect_rc TAG 0|fail CMD...: run CMD (its output tagged), check that it exits 0 / fails
+expect_rc() {
+    _t=$1 _w=$2
+    shift 2
+    "$@" > "/tmp/rc.$_t" 2>&1
+    _rc=$?
+    tag "$_t" < "/tmp/rc.$_t"
+    say "$_t.rc=$_rc"
+    if [ "$_w" = fail ]; then
+        if [ "$_rc" != 0 ]; then tap_line ok "[$_t] $* fails (exit $_rc)"; else tap_line "not ok" "[$_t] $* fails: exit 0 vs non-zero"; fi
+    else
+        check "[$_t] $* exits $_w" "$_rc" "$_w"
+    fi
 }
 
 # go N: wait for the host's go for step N (sets PAYLOAD); a missing go ends the script.
@@ -55,7 +115,7 @@ alive() {
 
 # hold_start NAME TAG DMABUF-GUEST-ARGS...: keep a buffer open in the background with
 # --hold -1; commands go in through /tmp/NAME.in (kept open by a sleeping writer). Prints the
-# holder's lines tagged TAG once it printed ready=1 (or died), then TAG.ready=1|0.
+# holder's lines tagged TAG once it printed ready=1 (or died), then TAG.ready=1|0 and a check.
 hold_start() {
     _n=$1 _t=$2
     shift 2
@@ -71,14 +131,21 @@ hold_start() {
         _i=$((_i + 1))
     done
     grep -v '^ready=' "/tmp/$_n.out" | tag "$_t"
-    if grep -q '^ready=1' "/tmp/$_n.out"; then say "$_t.ready=1"; else say "$_t.ready=0"; fi
+    if grep -q '^ready=1' "/tmp/$_n.out"; then
+        say "$_t.ready=1"
+        tap_line ok "[$_t] holder ($1) ready"
+    else
+        say "$_t.ready=0"
+        tap_line "not ok" "[$_t] holder ($1) ready: died or no ready=1 within 60 s vs ready"
+    fi
 }
 
 # uuid_of NAME: the UUID a holder printed
 uuid_of() { sed -n 's/^uuid=//p' "/tmp/$1.out" | head -n 1; }
 
 # hcmd NAME TAG COMMAND...: send one command to a holder, wait (at most 60 s) for its
-# done= line, print the new lines tagged TAG, then TAG.end=done|died|timeout.
+# done= line, print the new lines tagged TAG (its TAP line among them), then
+# TAG.end=done|died|timeout (not done: a "not ok" line).
 hcmd() {
     _n=$1 _t=$2
     shift 2
@@ -104,10 +171,11 @@ hcmd() {
     done
     tail -n +$((_l + 1)) "/tmp/$_n.out" | tag "$_t"
     say "$_t.end=$_e"
+    [ "$_e" = done ] || tap_line "not ok" "[$_t] holder command '$*': $_e vs done"
 }
 
 # hold_quit NAME TAG: tell a holder to quit, wait (at most 10 s) until it exited, stop the
-# fifo's writer; prints TAG.closed=1 (or 0 if it had to be killed).
+# fifo's writer; prints TAG.closed=1 (or 0 if it had to be killed), a check.
 hold_quit() {
     _n=$1 _t=$2
     _p=$(cat "/tmp/$_n.pid")
@@ -121,6 +189,7 @@ hold_quit() {
     wait "$_p" 2>/dev/null
     tail -n +$((_l + 1)) "/tmp/$_n.out" | tag "$_t"
     say "$_t.closed=$_ok"
+    check "[$_t] holder $_n quit when told" "$_ok" 1
 }
 
 # devnode: 1 if /dev/virtio-dmabuf0 exists

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 #
-# Guest side of the single-VM boot of tests/vm-suite.sh (cases 1-7 and 9a). The host
-# prepends its variables (MBOX, CASES, the UUIDs H2..H5 of buffers it shared, sizes and
-# offsets) and lib.sh. Each "go N" waits for the host; step numbers are case*10 + k and must
-# match the host's side (run_single in vm-suite.sh).
+# Guest side of the single-VM boot of tests/vm-suite.sh (cases 1-7, 9a and 11). The host
+# prepends its variables (MBOX, CASES, the UUIDs H2..H5 of buffers it shared and the
+# checksums H2_FNV, H5_FNV it read of them, sizes and offsets, BIG) and lib.sh. Each "go N"
+# waits for the host; step numbers are case*10 + k and must match the host's side
+# (tests/cases/single.sh). Each case's checks are TAP lines (tap_plan .. tap_done).
 
 insmod "$KO/virtio_dmabuf.ko" || { say "boot.error=insmod virtio_dmabuf.ko failed"; exit 1; }
 insmod "$KO/dmabuf_kimport.ko" || { say "boot.error=insmod dmabuf_kimport.ko failed"; exit 1; }
@@ -12,23 +13,29 @@ say "boot.ready=1"
 
 # 1. a guest buffer, filled by the guest, read by the host
 if want 1; then
+    tap_plan 1 3
     go 11
-    hold_start h1 c1 alloc --size "$C1_SIZE" --fill 21
+    hold_start h1 c1 alloc --size "$C1_SIZE" --fill 21 --expect-size "$C1_SIZE"
     go 12
     hold_quit h1 c1q
+    tap_done 1
 fi
 
 # 2. a host memfd imported, verified, written back
 if want 2; then
+    tap_plan 2 4
     go 21
-    run c2 "$G" import --uuid "$H2" --verify-seed 31 --write-seed 32
+    run c2 "$G" import --uuid "$H2" --verify-seed 31 --write-seed 32 --expect-size "$C2_SIZE" \
+        --expect-host-backed 1 --expect-fnv "$H2_FNV"
     # reported, not asserted: reading an imported 1 MiB host buffer after each START READ
     # (the sync's copy included) vs reading a guest-local buffer, under this VM's accelerator
     run c2b "$G" bench-read --uuid "$H5" --rounds 5
+    tap_done 2
 fi
 
 # 3. ranged syncs move only their range, both directions
 if want 3; then
+    tap_plan 3 8
     go 31
     hold_start h3 c3a import --uuid "$H3" --verify-seed 41
     go 32   # the host wrote seed 42 over the whole buffer
@@ -39,70 +46,178 @@ if want 3; then
     hcmd h3 c3f write 43 "$C3_Y" "$C3_M"
     go 33
     hold_quit h3 c3q
+    tap_done 3
 fi
 
 # 4. cross-domain fencing against a host write access
 if want 4; then
-    go 41   # the host holds write access to H4
-    run c4a "$G" raw-sync --uuid "$H4" --op start,r,0,4096,20000 --op end,r,0,4096
+    tap_plan 4 8
+    go 41   # the host holds write access to H4 for C4_HOLD_S
+    run c4a "$G" raw-sync --uuid "$H4" --op start,r,0,4096,20000 --op end,r,0,4096 \
+        --expect-op "0,OK,0,$((C4_HOLD_S * 1000 + 2000))" --expect-op 1,OK
     go 42   # and again
-    run c4b "$G" raw-sync --uuid "$H4" --op start,r,0,4096,1000
+    run c4b "$G" raw-sync --uuid "$H4" --op start,r,0,4096,1000 --expect-op 0,ETIMEDOUT,900,4000
     go 43   # a host client holds write access to H4 and is killed while the guest waits
-    run c4c "$G" raw-sync --uuid "$H4" --op start,w,0,4096,30000 --op end,w,0,4096
+    run c4c "$G" raw-sync --uuid "$H4" --op start,w,0,4096,30000 --op end,w,0,4096 \
+        --expect-op 0,OK,1000 --expect-op 1,OK
+    tap_done 4
 fi
 
 # 5. vgem imports our dma-bufs
 if want 5; then
+    tap_plan 5 11
     go 51
-    run c5a /sbin/load-vgem
+    expect_rc c5a 0 /sbin/load-vgem
     run c5b "$G" vgem --size 1M --fill 4
-    run c5c "$G" vgem --uuid "$H5"
-    run c5d "$G" kimport --uuid "$H5" --op verify --verify-seed 71 --attach
+    run c5c "$G" vgem --uuid "$H5" --expect-fnv "$H5_FNV"
+    run c5d "$G" kimport --uuid "$H5" --op verify --verify-seed 71 --attach --expect-fnv "$H5_FNV"
+    tap_done 5
 fi
 
 # 6. the in-kernel importer: begin_cpu_access + vmap, read and write
 if want 6; then
+    tap_plan 6 11
     go 61
-    run c6a "$G" kimport --uuid "$H5" --op verify --verify-seed 71
+    run c6a "$G" kimport --uuid "$H5" --op verify --verify-seed 71 --expect-fnv "$H5_FNV"
     run c6b "$G" kimport --uuid "$H5" --op write --write-seed 72 --offset "$C6_OFF" --len "$C6_LEN"
     hold_start h6 c6c alloc --size 1M --fill 5
     run c6d "$G" kimport --uuid "$(uuid_of h6)" --op write --write-seed 6 --offset 0 --len 65536 --attach
     run c6e "$G" kimport --size 2M --fill 9 --op verify --attach
     go 62
     hold_quit h6 c6q
+    tap_done 6
 fi
 
 # 7. close-on-exec
 if want 7; then
+    tap_plan 7 4
     go 71
-    run c7a "$G" alloc --size 4096
-    run c7b "$G" alloc --size 4096 --no-cloexec
-    run c7c "$G" import --uuid "$H5" --sync none
-    run c7d "$G" import --uuid "$H5" --sync none --no-cloexec
+    run c7a "$G" alloc --size 4096 --expect-cloexec 1
+    run c7b "$G" alloc --size 4096 --no-cloexec --expect-cloexec 0
+    run c7c "$G" import --uuid "$H5" --sync none --expect-cloexec 1
+    run c7d "$G" import --uuid "$H5" --sync none --no-cloexec --expect-cloexec 0
+    tap_done 7
 fi
 
 # 9a. module unload refused while a buffer is open, works once closed, reload works
 if want 9; then
+    tap_plan 9a 14
     go 91
     # the holder keeps only the dma-buf open: its syncs use DMA_BUF_IOCTL_SYNC, and it
     # closes /dev/virtio-dmabuf0
     hold_start h9 c9a alloc --size 65536 --fill 3 --sync dmabuf
     hcmd h9 c9b closedev
-    say "c9c.refcnt=$(cat /sys/module/virtio_dmabuf/refcnt)"
-    run c9d rmmod virtio_dmabuf
+    _r=$(cat /sys/module/virtio_dmabuf/refcnt)
+    say "c9c.refcnt=$_r"
+    check_range "module refcount with only a dma-buf fd open" "$_r" 1 1000
+    expect_rc c9d fail rmmod virtio_dmabuf
     say "c9d.devnode=$(devnode)"
+    check "device node after the refused rmmod" "$(devnode)" 1
     go 92
     hcmd h9 c9e verify 3
     hold_quit h9 c9f
-    run c9g rmmod virtio_dmabuf
-    say "c9g.devnode=$(devnode)"
-    say "c9g.loaded=$(grep -c '^virtio_dmabuf ' /proc/modules)"
-    run c9h insmod "$KO/virtio_dmabuf.ko"
+    expect_rc c9g 0 rmmod virtio_dmabuf
+    check "device node after rmmod" "$(devnode)" 0
+    check "virtio_dmabuf in /proc/modules after rmmod" "$(grep -c '^virtio_dmabuf ' /proc/modules)" 0
+    expect_rc c9h 0 insmod "$KO/virtio_dmabuf.ko"
     wait_devnode
-    say "c9h.devnode=$(devnode)"
+    check "device node after insmod again" "$(devnode)" 1
     hold_start h9b c9i alloc --size 12288 --fill 8
     go 93
     hold_quit h9b c9q
+    tap_done 9a
+fi
+
+# 11. driver limits: odd sizes, errors, long segment lists (debugfs knobs), 1 GiB (BIG=1),
+#     DMA_BUF_SET_NAME, kimport paths, device unbind with a buffer open, rebind
+if want 11; then
+    tap_plan 11 55
+    go 111
+    "$G" devinfo > /tmp/d1.out 2>&1
+    echo "rc=$?" >> /tmp/d1.out
+    tag d1 < /tmp/d1.out
+    hold_start d2 d2 alloc --size 3M --fill 11
+    U=$(uuid_of d2)
+    run d3 "$G" import --uuid "$U" --verify-seed 11 --twice
+    run d4 "$G" import --uuid "$U" --verify-seed 11 --offset 4095 --len 70000 --sync ranged
+    run d5 "$G" import --uuid "$U" --verify-seed 11 --sync dmabuf --expect-own 1
+    run d6 "$G" info --uuid "$U"
+    run d7 "$G" kimport --uuid "$U" --op verify --verify-seed 11 --attach
+    run d8 "$G" kimport --uuid "$U" --op write --write-seed 12 --offset 8192 --len 100000 --attach
+    run d9 "$G" kimport --size 2M --fill 9 --op verify --attach
+    hcmd d2 d10 verify 12 8192 100000
+    expect_rc d11 fail rmmod virtio_dmabuf
+    hold_quit d2 d12
+    run d13 "$G" alloc --size 5000 --fill 3 --no-cloexec --expect-size 5000 --expect-cloexec 0
+    run d14 "$G" setname --size 64K --name hello-dmabuf
+    # vgem: not loaded yet (case 5 loads it: unload it again)
+    if [ -e /dev/dri/card0 ]; then
+        expect_rc d15 0 rmmod vgem
+    else
+        tap_skip "rmmod vgem" "vgem not loaded"
+    fi
+    run d16 "$G" vgem --size 1M --fill 4 --expect-errno ENOENT
+    expect_rc d17 0 /sbin/load-vgem
+    run d18 "$G" vgem --size 1M --fill 4
+    run d19 "$G" raw-sync --size 64K --op end,r,0,4096 --expect-errno EPERM
+    run d20 "$G" raw-sync --size 64K --op start,r,0,70000 --expect-errno EINVAL
+    run d21 "$G" raw-sync --size 64K --op start,rw,0,4096 --op start,r,0,4096 --op end,r,0,4096 \
+        --op end,rw,0,4096 --expect-op 0,OK --expect-op 1,OK --expect-op 2,OK --expect-op 3,OK
+    run d22 "$G" import --uuid 00000000-0000-4000-8000-000000000000 --expect-errno ENOENT
+    run d23 "$G" alloc --size 0 --expect-errno EINVAL
+    run d24 "$G" alloc --size 64M --fill 1 --expect-size 64M
+    run d25 "$G" bench-read --size 16M --rounds 5 --sync dmabuf
+    # long segment lists: page-by-page allocation (test knobs in debugfs)
+    K=/sys/kernel/debug/virtio-dmabuf
+    grep -q " /sys/kernel/debug debugfs " /proc/mounts || mount -t debugfs none /sys/kernel/debug
+    check "debugfs test knobs alloc_max_order and scatter present" \
+        "$(test -f $K/alloc_max_order && test -f $K/scatter && echo 1)" 1
+    echo 0 > $K/alloc_max_order
+    if [ "$BIG" = 1 ]; then
+        run d26 "$G" alloc --size 1G --expect-size 1G
+    else
+        tap_skip "[d26] ALLOC of 1 GiB, one segment per page" "the 1 GiB buffer runs on one block per run"
+    fi
+    run d27 "$G" kimport --size 128M --fill 3 --op verify --attach
+    # one segment per page, segment lists in scattered vmalloc pages: 4096 segments in
+    # 16 sg entries, 16384 (and 131072) segments copied into contiguous memory
+    echo 'module virtio_dmabuf +p' > /sys/kernel/debug/dynamic_debug/control
+    echo 1 > $K/scatter
+    run d28 "$G" kimport --size 16M --fill 4 --op verify --attach
+    run d29 "$G" kimport --size 64M --fill 5 --op verify --attach
+    if [ "$BIG" = 1 ]; then
+        run d30 "$G" alloc --size 512M --expect-size 512M
+    else
+        tap_skip "[d30] ALLOC of 512 MiB, one segment per scattered page" "the big buffers run on one block per run"
+    fi
+    echo 0 > $K/scatter
+    echo 'module virtio_dmabuf -p' > /sys/kernel/debug/dynamic_debug/control
+    dmesg | grep 'request data' | tag d31
+    check "4096 segments (16 MiB, scattered) sent in 16 sg entries" \
+        "$(dmesg | grep -c ': 65536 bytes of request data in 16 sg entries')" 1
+    # more than queue_size - 2 entries: copied into one contiguous list
+    _q=$(sed -n 's/^queue_size=//p' /tmp/d1.out)
+    _w="in 64 sg entries"
+    [ $((${_q:-0} - 2)) -lt 64 ] && _w="need 64 sg entries: copying"
+    check "16384 segments (64 MiB, scattered; queue_size ${_q:-?}): 262144 bytes of request data $_w" \
+        "$(dmesg | grep -c ": 262144 bytes of request data $_w")" 1
+    echo 9 > $K/alloc_max_order
+    # device removal while a buffer is open
+    hold_start d32 d32 alloc --size 1M --fill 2
+    D=$(basename "$(readlink /sys/class/misc/virtio-dmabuf0/device)")
+    say "d33.device=$D"
+    echo "$D" > /sys/bus/virtio/drivers/virtio_dmabuf/unbind
+    check "device node gone after unbind" "$(devnode)" 0
+    hcmd d32 d34 info 0x2
+    hcmd d32 d35 fails ENODEV checksum
+    hold_quit d32 d36
+    echo "$D" > /sys/bus/virtio/drivers/virtio_dmabuf/bind
+    wait_devnode
+    check "device node back after bind" "$(devnode)" 1
+    run d37 "$G" alloc --size 1M --fill 2 --expect-size 1M
+    expect_rc d38 0 rmmod dmabuf_kimport
+    expect_rc d39 0 rmmod virtio_dmabuf
+    tap_done 11
 fi
 
 finish

@@ -1,0 +1,281 @@
+# SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+#
+# The single-VM boot of tests/vm-suite.sh (sourced): cases 1-7, 9a and 11, guest side
+# tests/guest/single.sh. What the guest can decide it checks itself (TAP, counted by
+# tap_check); the host checks what needs both sides: the bytes it reads vs the guest's
+# checksums and vs its own pattern code, its list, owners, wake-ups and timings.
+
+# The host buffers of the boot (shared before it, their UUIDs and checksums passed in)
+S_H2="" S_H3="" S_H4="" S_H5="" S_H2_FNV="" S_H5_FNV=""
+
+run_single() {
+    local s=s1 mb="" big=0 mem=()
+    mb="$(share 4096 "" --allow vm1)"
+    S_H2="$(share "$C2_SIZE" 31)"
+    S_H3="$(share "$C3_SIZE" 41)"
+    S_H4="$(share 65536 61)"
+    S_H5="$(share "$C5_SIZE" 71)"
+    S_H2_FNV="$(crc "$S_H2" 0 "$C2_SIZE")"
+    S_H5_FNV="$(crc "$S_H5" 0 "$C5_SIZE")"
+    MBOX[$s]=$mb
+    # case 11's 1 GiB and 512 MiB buffers: on one block per run, in 2 GiB of guest RAM
+    if want 11 && [[ -z "$BIG_DONE" ]]; then
+        big=1 BIG_DONE="$CUR_K [$KIND]" mem=(--mem 2G)
+    fi
+    guest_script "$KLOG/$s.sh" single.sh "MBOX=$mb" "H2=$S_H2" "H3=$S_H3" "H4=$S_H4" "H5=$S_H5" \
+        "H2_FNV=$S_H2_FNV" "H5_FNV=$S_H5_FNV" "BIG=$big"
+    vm_start "$s" "$SOCKDIR/vm1.sock" "$KLOG/$s.sh" 900 "${mem[@]}"
+    if ! vm_booted "$s"; then
+        local c=""
+        for c in 1 2 3 4 5 6 7 9 11; do want "$c" && fail_now "$c" "(single-VM boot)" "guest did not boot: $WHY"; done
+        vm_wait "$s" 10
+        boot_result boot-single "$s"
+        return
+    fi
+    want 1 && case_1 "$s"
+    want 2 && case_2 "$s"
+    want 3 && case_3 "$s"
+    want 4 && case_4 "$s"
+    want 5 && case_5 "$s"
+    want 6 && case_6 "$s"
+    want 7 && case_7 "$s"
+    want 9 && case_9a "$s"
+    want 11 && case_11 "$s" "$big"
+    if ! wait_key "$s" end.done 120; then
+        say "single-VM guest did not finish: $WHY"
+    fi
+    vm_wait "$s" 60
+    boot_result boot-single "$s"
+}
+
+# 1: a guest buffer filled by the guest, read by the host
+case_1() {
+    local s=$1 u="" g="" hs="" hm="" r=""
+    begin 1 guest-to-host
+    go "$s" 11
+    if need "$s" c1.ready 60; then
+        u="$(val "$s" c1.uuid)"
+        g="$(val "$s" c1.fnv1a64)"
+        hs="$(crc "$u" 0 "$C1_SIZE" socket)"
+        hm="$(crc "$u" 0 "$C1_SIZE" memfd)"
+        r="$(ref 21 "$C1_SIZE" 0 "$C1_SIZE")"
+        eq "host read (socket) vs guest" "$hs" "$g"
+        eq "host read (READ_INTO memfd) vs guest" "$hm" "$g"
+        eq "host pattern reference vs guest" "$r" "$g"
+        eq "owner" "$(info_field "$u" owner)" vm1
+        eq "host_backed" "$(info_field "$u" host_backed)" 0
+    fi
+    go "$s" 12
+    tap_check "$s" 1
+    done_case "guest-filled $C1_SIZE B buffer (owner vm1): guest fnv1a64 $g = host read via socket = via memfd = host's pattern reference"
+}
+
+# 2: a host memfd imported, verified and written by the guest; the guest's read throughput
+case_2() {
+    local s=$1 h2=$S_H2 c0=$S_H2_FNV r31="" r32="" g0="" c1="" gen="" bench="not reported"
+    begin 2 host-to-guest
+    r31="$(ref 31 "$C2_SIZE" 0 "$C2_SIZE")"
+    r32="$(ref 32 "$C2_SIZE" 0 "$C2_SIZE")"
+    eq "host bytes vs pattern 31" "$c0" "$r31"
+    g0="$(info_field "$h2" write_generation)"
+    bg ww2 "$DMABUFCTL" --timeout-ms 60000 wait-write "$h2" --after "$g0"
+    go "$s" 21
+    if need "$s" c2.rc 60; then
+        c1="$(crc "$h2" 0 "$C2_SIZE")"
+        eq "host bytes after the guest's write END vs the guest's" "$c1" "$(val "$s" c2.write_fnv1a64)"
+        eq "host bytes after the guest's write vs pattern 32" "$c1" "$r32"
+    fi
+    if wait_for "$(bg_log ww2)" "|generation=" 20; then
+        gen="${WL#generation=}"
+        eq "write generation after the guest's END" "$gen" "$((g0 + 1))"
+    else
+        bad "host wait-write: $WHY"
+    fi
+    if need "$s" c2b.rc 120 && [[ "$KV" == 0 ]]; then
+        bench="$(val "$s" c2b.dmabuf_read_mbps) MB/s for an imported 1 MiB host buffer (START READ + read + END) vs $(val "$s" c2b.local_read_mbps) MB/s guest-local, ratio $(val "$s" c2b.ratio), START $(val "$s" c2b.sync_start_us_median) us (${ACCEL:-?}, reported, not asserted)"
+    fi
+    tap_check "$s" 2
+    done_case "host memfd $C2_SIZE B seed 31 imported by UUID (host_backed=1), read-synced + mmap verified (fnv1a64 $c0); guest wrote seed 32 and ended: host wait-write woke (generation $gen), host reads $c1 = pattern 32; guest read throughput: $bench"
+}
+
+# 3: ranged syncs move only their range, both directions
+case_3() {
+    local s=$1 h3=$S_H3 ry="" r42a="" r42b="" e=""
+    begin 3 ranged-sync
+    go "$s" 31
+    need "$s" c3a.ready 60
+    ctl write "$h3" --fill-seed 42 --len "$C3_SIZE" >/dev/null 2>&1 || bad "host write of seed 42 failed"
+    go "$s" 32
+    if need "$s" c3f.end 90; then
+        ry="$(crc "$h3" "$C3_Y" "$C3_M")"
+        e="$(ref 43 "$C3_SIZE" "$C3_Y" "$C3_M")"
+        eq "host: written range has the guest's seed 43" "$ry" "$e"
+        eq "host: written range = guest's write checksum" "$ry" "$(val "$s" c3f.write_fnv1a64)"
+        r42a="$(crc "$h3" 0 "$C3_Y")"
+        eq "host: [0,$C3_Y) not written back (seed 42 kept although the guest's whole copy has seed 43)" \
+            "$r42a" "$(ref 42 "$C3_SIZE" 0 "$C3_Y")"
+        r42b="$(crc "$h3" $((C3_Y + C3_M)) $((C3_SIZE - C3_Y - C3_M)))"
+        eq "host: [$((C3_Y + C3_M)),end) not written back" "$r42b" \
+            "$(ref 42 "$C3_SIZE" $((C3_Y + C3_M)) $((C3_SIZE - C3_Y - C3_M)))"
+    fi
+    go "$s" 33
+    tap_check "$s" 3
+    done_case "host->guest: host rewrote all $C3_SIZE B, guest read-synced [$C3_X,+$C3_L): that range new, the rest of its copy still old; guest->host: guest wrote its whole copy, write-synced [$C3_Y,+$C3_M): host got only that range"
+}
+
+# 4: a guest START waits for a host write access, times out when short, is granted when
+#    the holding host client is killed
+case_4() {
+    local s=$1 h4=$S_H4 t_rel="" t_issue="" t_grant="" gms="" rem="" late="" t_rel2="" t_to="" gms2="" slack=""
+    local hpid="" t_kill="" gms3="" after=""
+    begin 4 cross-domain-fencing
+    bg hold4a "$DMABUFCTL" --timeout-ms 20000 hold "$h4" --len 65536 --write --seconds "$C4_HOLD_S"
+    wait_for "$(bg_log hold4a)" "|held" 20 || bad "host hold: $WHY"
+    go "$s" 41
+    if need "$s" c4a.rc 60; then
+        wait_for "$(bg_log hold4a)" "|released" 20 || bad "host release: $WHY"
+        t_rel=$WT
+        t_issue="$(ts "$s" c4a.op0_issue)"
+        t_grant="$(ts "$s" c4a.op0_status)"
+        gms="$(int "$(val "$s" c4a.op0_ms)")"
+        rem="$(tdiff_ms "$t_issue" "$t_rel")"
+        late="$(tdiff_ms "$t_rel" "$t_grant")"
+        ge "host hold remaining after the guest issued its START (ms)" "$rem" 1000
+        # The guest measures its wait with its own clock (TSC calibrated under TCG), the
+        # host the rest with its clock: allow 100 ms or 3 % between them. A START that is
+        # not fenced returns in a few ms, thousands of ms short of this bound.
+        slack=$(( rem * 3 / 100 > 100 ? rem * 3 / 100 : 100 ))
+        ge "guest wait (ms) vs the host hold remaining after the START was issued ($rem ms, less $slack ms clock allowance)" \
+            "$gms" $((rem - slack))
+        ge "guest grant seen after the host's 'released' (ms)" "$late" 0
+    fi
+    wait_for "$(bg_log hold4a)" "|exit=" 20 && eq "host hold exit" "${WL#exit=}" 0
+    bg hold4b "$DMABUFCTL" --timeout-ms 20000 hold "$h4" --len 65536 --write --seconds "$C4_SHORT_HOLD_S"
+    wait_for "$(bg_log hold4b)" "|held" 20 || bad "second host hold: $WHY"
+    go "$s" 42
+    if need "$s" c4b.rc 60; then
+        gms2="$(int "$(val "$s" c4b.op0_ms)")"
+        t_to="$(ts "$s" c4b.op0_status)"
+        wait_for "$(bg_log hold4b)" "|released" 20 || bad "host release: $WHY"
+        t_rel2=$WT
+        ge "host still held when the guest timed out (ms before release)" "$(tdiff_ms "$t_to" "$t_rel2")" 1
+    fi
+    wait_for "$(bg_log hold4b)" "|exit=" 20 || true
+    # A host client dies (SIGKILL) holding write access: the daemon releases it and the
+    # guest's waiting write START is granted.
+    bg hold4c "$DMABUFCTL" --timeout-ms 20000 hold "$h4" --len 65536 --write --seconds 100
+    wait_for "$(bg_log hold4c)" "|held" 20 || bad "third host hold: $WHY"
+    go "$s" 43
+    if need "$s" c4c.op0_issue 60; then
+        sleep 1.5
+        hpid="$(pgrep -P "$(cat "$KLOG/hold4c.pid" 2>/dev/null || echo 0)" -x dmabufctl || true)"
+        if [[ -n "$hpid" ]]; then
+            t_kill=$EPOCHREALTIME
+            kill -KILL "$hpid"
+        else
+            bad "no dmabufctl process for the third hold"
+        fi
+    fi
+    if need "$s" c4c.rc 60; then
+        gms3="$(int "$(val "$s" c4c.op0_ms)")"
+        after="$(tdiff_ms "$t_kill" "$(ts "$s" c4c.op0_status)")"
+        le "grant seen after the SIGKILL (ms)" "$after" 3000
+    fi
+    wait_for "$(bg_log hold4c)" "|exit=" 20 && eq "killed holder's exit status" "${WL#exit=}" 137
+    eq "host bytes of H4 after the killed hold" "$(crc "$h4" 0 65536)" "$(ref 61 65536 0 65536)"
+    tap_check "$s" 4
+    done_case "host held write ${C4_HOLD_S} s; guest read START issued $rem ms before the host's END (host clock), waited $gms ms (guest clock), grant seen $late ms after the host's 'released'; with a 1000 ms bound: ETIMEDOUT after $gms2 ms while the host still held; a host client SIGKILLed while holding write access: the guest's write START (waiting $gms3 ms) granted $after ms after the kill, the buffer still served"
+}
+
+# 5: vgem imports our dma-bufs (PRIME); bytes through our mapping and kimport's sg_table
+case_5() {
+    local s=$1 hc=$S_H5_FNV id="" maps=""
+    begin 5 vgem-import
+    go "$s" 51
+    if need "$s" c5d.rc 120; then
+        for id in c5b c5c; do maps+="$(val "$s" $id.vgem_map) "; done
+    fi
+    tap_check "$s" 5
+    done_case "vgem imported (PRIME_FD_TO_HANDLE: attach + map of our sg_table) a guest-own 1 MiB and a host-shared 1 MiB dma-buf, re-export gave back the same dma-buf; vgem's dumb mapping of imports: ${maps% } (DRM refuses it), so no byte compare through vgem; bytes checked: our mapping and kimport's attachment sg_table both = host fnv1a64 $hc"
+}
+
+# 6: the in-kernel importer (dmabuf_kimport.ko): begin_cpu_access + vmap, read and write
+case_6() {
+    local s=$1 h5=$S_H5 u6="" e=""
+    begin 6 kernel-importer
+    go "$s" 61
+    if need "$s" c6e.rc 120; then
+        e="$(ref 72 "$C5_SIZE" "$C6_OFF" "$C6_LEN")"
+        eq "host sees the kernel's write" "$(crc "$h5" "$C6_OFF" "$C6_LEN")" "$e"
+        eq "host: bytes before the kernel's range unchanged" "$(crc "$h5" 0 "$C6_OFF")" "$(ref 71 "$C5_SIZE" 0 "$C6_OFF")"
+        eq "host: bytes after the kernel's range unchanged" \
+            "$(crc "$h5" $((C6_OFF + C6_LEN)) $((C5_SIZE - C6_OFF - C6_LEN)))" \
+            "$(ref 71 "$C5_SIZE" $((C6_OFF + C6_LEN)) $((C5_SIZE - C6_OFF - C6_LEN)))"
+        u6="$(val "$s" c6c.uuid)"
+        eq "host reads the kernel's write in the guest's pages" "$(crc "$u6" 0 65536)" "$(ref 6 1048576 0 65536)"
+        eq "host: rest of that buffer unchanged" "$(crc "$u6" 65536 $((1048576 - 65536)))" "$(ref 5 1048576 65536 $((1048576 - 65536)))"
+    fi
+    go "$s" 62
+    tap_check "$s" 6
+    done_case "dmabuf_kimport: begin_cpu_access + vmap read the host's bytes (= host fnv1a64 $S_H5_FNV) and wrote [$C6_OFF,+$C6_LEN) of a host buffer (host sees exactly that range change) and 64 KiB of a guest buffer (host reads it in the guest's pages); attach sg_table checksums = vmap checksums"
+}
+
+# 7: fds are close-on-exec unless VIRTIO_DMABUF_FD_NO_CLOEXEC (all decided in the guest)
+case_7() {
+    local s=$1
+    begin 7 cloexec
+    go "$s" 71
+    tap_check "$s" 7
+    done_case "F_GETFD: ALLOC and IMPORT fds have FD_CLOEXEC; with VIRTIO_DMABUF_FD_NO_CLOEXEC they do not"
+}
+
+# 9a: rmmod refused while a dma-buf is open, works once closed, insmod again works
+case_9a() {
+    local s=$1 u9="" ui="" msg=""
+    begin 9a module-unload
+    go "$s" 91
+    if need "$s" c9d.devnode 60; then
+        u9="$(val "$s" c9a.uuid)"
+        msg="$(val "$s" c9d.out)"
+        in_list "$u9" || bad "the open buffer vanished from the host's list after the refused rmmod"
+    fi
+    go "$s" 92
+    if need "$s" c9i.ready 60; then
+        ! in_list "$u9" || bad "host still lists the buffer after rmmod"
+        ui="$(val "$s" c9i.uuid)"
+        eq "buffer after reload: host read vs guest" "$(crc "$ui" 0 12288)" "$(val "$s" c9i.fnv1a64)"
+        eq "buffer after reload vs pattern 8" "$(val "$s" c9i.fnv1a64)" "$(ref 8 12288 0 12288)"
+    fi
+    go "$s" 93
+    tap_check "$s" 9a
+    done_case "rmmod refused with only a dma-buf fd open (refcnt $(val "$s" c9c.refcnt): '$msg'); after close rmmod worked, /dev node gone, host list dropped the buffer; insmod again: new buffer read by the host"
+}
+
+# 11: driver limits, decided in the guest (guest/single.sh): long segment lists, big
+#     buffers (BIG=1: 1 GiB and 512 MiB), odd sizes, error statuses, SET_NAME, kimport
+#     paths, device unbind with a buffer open and rebind; the host reports the timings
+case_11() {
+    local s=$1 big=$2 t0="" t1="" t_big="" t_512="" t_seg="" sizes=""
+    begin 11 driver-limits
+    go "$s" 111
+    t0=$EPOCHREALTIME
+    if need "$s" d25.rc 300; then
+        sizes="max_segments $(val "$s" d1.max_segments), queue_size $(val "$s" d1.queue_size)"
+        sizes+=", 16 MiB bench-read $(val "$s" d25.dmabuf_read_mbps) MB/s"
+    fi
+    if need "$s" d29.rc 600; then
+        [[ "$big" == 1 ]] && t_big="$(tdiff_ms "$(ts "$s" d26.cmd)" "$(ts "$s" d26.rc)")"
+        t_seg="$(tdiff_ms "$(ts "$s" d28.cmd)" "$(ts "$s" d29.rc)")"
+    fi
+    if [[ "$big" == 1 ]] && need "$s" d30.rc 600; then
+        t_512="$(tdiff_ms "$(ts "$s" d30.cmd)" "$(ts "$s" d30.rc)")"
+    fi
+    tap_check "$s" 11
+    t1="$(tdiff_ms "$t0" "$EPOCHREALTIME")"
+    if [[ "$big" == 1 ]]; then
+        big="1 GiB ALLOC with one segment per page (262144 segments) in ${t_big} ms, 512 MiB scattered in ${t_512} ms (2 GiB guest)"
+    else
+        big="1 GiB and 512 MiB buffers left out here (they ran on ${BIG_DONE:-no block}: one block per run)"
+    fi
+    done_case "$sizes; 128 MiB / 16 MiB / 64 MiB page-by-page and scattered segment lists through kimport vmap + attach (16 + 64 MiB in ${t_seg} ms); $big; error statuses EPERM (END without START), EINVAL (range, size 0), ENOENT (unknown UUID; vgem not loaded), SET_NAME, unbind with a buffer open (DEVICE_GONE, ENODEV) and rebind; ${t1} ms in all"
+}

@@ -51,10 +51,8 @@ int gd_read_range(struct gd *g, const struct gd_access_opts *a,
 	t0 = gd_now_ns();
 	err = gd_access(a, b, false, true, off, len);
 	ms = (gd_now_ns() - t0) / 1e6;
-	if (err) {
-		gd_out(g, "status=%s", gd_errno_name(err));
+	if (err)
 		return err;
-	}
 	sum = gd_fnv64(b->map + off, len);
 	gd_out(g, "fnv1a64=%016" PRIx64, sum);
 	if (seed != GD_NO_SEED)
@@ -68,10 +66,8 @@ int gd_read_range(struct gd *g, const struct gd_access_opts *a,
 		gd_sleep_ms(a->hold_access_ms);
 	err = gd_access(a, b, false, false, off, len);
 	gd_out(g, "elapsed_ms=%.3f", ms);
-	if (err) {
-		gd_out(g, "status=%s", gd_errno_name(err));
+	if (err)
 		return err;
-	}
 	return ok ? 0 : EILSEQ;
 }
 
@@ -84,19 +80,15 @@ int gd_write_range(struct gd *g, const struct gd_access_opts *a,
 	gd_buf_map(g, b, true);
 	t0 = gd_now_ns();
 	err = gd_access(a, b, true, true, off, len);
-	if (err) {
-		gd_out(g, "status=%s", gd_errno_name(err));
+	if (err)
 		return err;
-	}
 	gd_out(g, "write_sync_ms=%.3f", (gd_now_ns() - t0) / 1e6);
 	gd_fill_pattern(b->map + off, off, len, seed);
 	if (a->hold_access_ms)
 		gd_sleep_ms(a->hold_access_ms);
 	err = gd_access(a, b, true, false, off, len);
-	if (err) {
-		gd_out(g, "status=%s", gd_errno_name(err));
+	if (err)
 		return err;
-	}
 	gd_out(g, "write_fnv1a64=%016" PRIx64, gd_fnv64(b->map + off, len));
 	return 0;
 }

@@ -28,7 +28,7 @@ fi
 # 12. cross-VM errors, VM1 the owner A: READ_ONLY and HOST_ONLY buffers, write accesses
 #     that VM2's STARTs wait for (and time out on), a release that revokes VM2's import
 if want 12; then
-    tap_plan 12 14
+    tap_plan 12 13
     go 121
     hold_start u1 e1 alloc --size 1M --fill 5
     hold_start r1 e2 alloc --size 64K --fill 7 --read-only

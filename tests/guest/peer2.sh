@@ -44,7 +44,7 @@ if [ "$MODE" = poweroff ]; then
         run e6 "$G" raw-sync --uuid "$R" --op start,w,0,4096 --expect-errno EACCES
         run e7 "$G" import --uuid "$R" --write-seed 1 --expect-errno EACCES
         run e8 "$G" import --uuid "$H" --expect-errno ENOENT
-        hold_start bu e9 import --uuid "$U" --sync none
+        hold_start bu e9 import --uuid "$U"
         go 122  # VM1 holds write access to U
         run e10 "$G" import --uuid "$U" --timeout-ms 2000 --print-crc --expect-errno ETIMEDOUT
         # a START whose process is killed while it waits: abandoned, the driver ends it

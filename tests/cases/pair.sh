@@ -150,9 +150,10 @@ case_12() {
     if need p2 e12.len 60; then
         # the START is issued right after e12.len: VM1 ends its write access a second later
         sleep 1
+        t_end=$EPOCHREALTIME
         go p1 123
-        need p1 e6.end 30 && t_end=$WT
-        need p2 e12.rc 60 && t_grant="$(ts p2 e12.rc)"
+        need p1 e6.end 30
+        need p2 e12.rc 60 && t_grant="$(ts p2 e12.elapsed_ms)"
     fi
     go p1 124
     need p1 e8.closed 60
@@ -169,7 +170,7 @@ case_12() {
     tap_check p2 12
     tap_check p1 12
     kill -0 "$DPID" 2>/dev/null || bad "the daemon died"
-    done_case "VM1's READ_ONLY buffer (host: read_only=$ro) verified by VM2, its write START and write import EACCES; HOST_ONLY (host: host_only=$sh) import ENOENT; 2 s START vs VM1's write access ETIMEDOUT; a START of a SIGKILLed process abandoned and ended by the driver (VM1's 2 s write START granted); VM2's import granted $(tdiff_ms "$t_end" "$t_grant") ms after VM1 ended its access; VM1's release: VM2's import REVOKED, sync ENODEV, import ENOENT; unbind while a START waited: ENODEV after $(tdiff_ms "$t_unb" "$t_nodev") ms, rebind"
+    done_case "VM1's READ_ONLY buffer (host: read_only=$ro) verified by VM2, its write START and write import EACCES; HOST_ONLY (host: host_only=$sh) import ENOENT; 2 s START vs VM1's write access ETIMEDOUT; a START of a SIGKILLed process abandoned and ended by the driver (VM1's 2 s write START granted); VM2's import START granted when VM1 ended its access (waited $(val p2 e12.elapsed_ms) ms, guest clock; seen $(tdiff_ms "$t_end" "$t_grant") ms after the host's go to VM1); VM1's release: VM2's import REVOKED, sync ENODEV, import ENOENT; unbind while a START waited: ENODEV after $(tdiff_ms "$t_unb" "$t_nodev") ms, rebind"
 }
 
 # 9b: VM2 powers off holding buffers and write accesses; the host's waits end, VM1 goes on

@@ -12,7 +12,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "..", "corpus")
 
 # ----------------------------------------------------------------------------- virtio requests
-CREATE, RELEASE, LOOKUP, ATTACH, SYNC = 0x100, 0x101, 0x102, 0x103, 0x104
+CREATE, RELEASE, LOOKUP, ATTACH, SYNC, MAP = 0x100, 0x101, 0x102, 0x103, 0x104, 0x105
 S_READ, S_WRITE, S_END = 1, 2, 4
 # Layouts (ctl bits 0-2) and response sizes (bits 4-6, index into 64, 24, 8, 0, 4, 16, 23, 40).
 DIRECT, INDIRECT, MISORDERED, INTO_HOLE, WRITABLE_IN_HOLE, LOOP, BAD_INDIRECT, ADJACENT = range(8)
@@ -46,6 +46,10 @@ def release(sel):
 
 def lookup(sel):
     return hdr(LOOKUP) + uuid_sel(sel)
+
+
+def map_req(sel, flags=0, reserved=0):
+    return hdr(MAP) + uuid_sel(sel) + struct.pack("<II", flags, reserved)
 
 
 def attach(sel, pairs, reserved=0):
@@ -334,6 +338,10 @@ def proto_decode():
         "attach_reserved": pv(attach(3, pages, reserved=1)),
         "release": pv(release(1), piece=7),
         "lookup": pv(lookup(2)),
+        "map": pv(map_req(2), piece=3),
+        "map_flags": pv(map_req(2, flags=1)),
+        "map_reserved": pv(map_req(2, reserved=1)),
+        "map_truncated": pv(map_req(2)[:30]),
         "sync_start": pv(sync(1, 4, 10, S_READ | S_WRITE, 20)),
         "sync_end": pv(sync(1, 0, 1, S_WRITE | S_END)),
         "sync_end_timeout": pv(sync(1, 0, 1, S_READ | S_END, 5)),

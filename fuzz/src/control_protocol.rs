@@ -88,6 +88,8 @@ fn limits() -> Limits {
         cross_vm: true,
         max_host_buffers: 12,
         poll_max: Duration::ZERO,
+        shm_size: 0,
+        shm_reply_bound: Duration::from_millis(10),
     }
 }
 

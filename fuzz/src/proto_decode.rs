@@ -106,6 +106,14 @@ fn check_request(request: &Request, bytes: &[u8], limits: &DecodeLimits) {
             assert_eq!(again.as_slice(), &bytes[8..48], "SYNC re-encoded");
         }
         Request::Release(u) | Request::Lookup(u) => assert_eq!(&u[..], &bytes[8..24]),
+        Request::Map(u) => {
+            // Only a MAP with no flag and a zero reserved field decodes.
+            assert_eq!(&u[..], &bytes[8..24]);
+            assert!(
+                bytes[24..32].iter().all(|&b| b == 0),
+                "MAP flags and reserved"
+            );
+        }
     }
 }
 

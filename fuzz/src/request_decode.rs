@@ -122,6 +122,8 @@ fn limits() -> Limits {
         cross_vm: true,
         max_host_buffers: 16,
         poll_max: Duration::ZERO,
+        shm_size: 0,
+        shm_reply_bound: Duration::from_millis(10),
     }
 }
 

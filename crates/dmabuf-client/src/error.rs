@@ -148,6 +148,7 @@ pub fn status_hint(s: Status) -> &'static str {
         Status::ResponseTooSmall => "response too small",
         Status::IoError => "the daemon failed to move the data",
         Status::Unsupported => "not available for this buffer or on this host",
+        Status::NoSpace => "no room left in the shared memory region",
     }
 }
 

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod queue;
 pub mod ram;
 mod requests;
+pub mod shm;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,6 +28,7 @@ use vm_memory::ByteValued;
 pub use daemon::DaemonProcess;
 use queue::{Buf, SplitQueue};
 use ram::{GuestRam, PageAllocator, PAGE};
+use shm::{MemUpdates, ShmRegion};
 
 /// Errors of the harness itself (not statuses of the device).
 #[derive(Debug, Error)]
@@ -85,6 +87,10 @@ pub struct VmOptions {
     /// polls a halted vCPU for an interrupt before it schedules the vCPU thread out
     /// (`halt_poll_ns`, 200 µs by default on x86). Zero: sleep at once.
     pub halt_poll: Duration,
+    /// Play a VMM with vhost-user shared memory (QEMU 11.1): negotiate SHMEM with its
+    /// back-end channel, ask the region's size and serve the back-end's mappings, updating the
+    /// back-end's memory table as given. `None`: a VMM without it (QEMU 10.2).
+    pub shm: Option<MemUpdates>,
 }
 
 impl Default for VmOptions {
@@ -96,6 +102,7 @@ impl Default for VmOptions {
             timeout: Duration::from_secs(15),
             blocking_wait: false,
             halt_poll: Duration::ZERO,
+            shm: None,
         }
     }
 }
@@ -116,6 +123,17 @@ pub struct Staged {
     table: Option<u64>,
     resp: u64,
     resp_len: u32,
+}
+
+/// What MAP answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapInfo {
+    /// Offset in the region.
+    pub offset: u64,
+    /// Bytes mapped.
+    pub len: u64,
+    /// `buf_flags` (READ_ONLY, HOST_BACKED).
+    pub flags: u32,
 }
 
 /// A SYNC START left waiting in the device.
@@ -146,6 +164,8 @@ pub struct Vm {
     evt_bufs: HashMap<u16, u64>,
     /// Features acked.
     pub features: u64,
+    /// The device's shared memory region, when the VMM has one.
+    shm: Option<ShmRegion>,
 }
 
 /// Decode a response's status.
@@ -186,6 +206,7 @@ impl Vm {
             events: Vec::new(),
             evt_bufs: HashMap::new(),
             features: 0,
+            shm: None,
         };
         vm.negotiate()?;
         vm.frontend.set_mem_table(&vm.ram.regions())?;
@@ -199,11 +220,35 @@ impl Vm {
         self.features = offered & !self.opts.refuse_features;
         self.frontend.set_features(self.features)?;
         let proto = self.frontend.get_protocol_features()?;
-        let wanted = VhostUserProtocolFeatures::CONFIG
+        let mut wanted = VhostUserProtocolFeatures::CONFIG
             | VhostUserProtocolFeatures::MQ
             | VhostUserProtocolFeatures::RESET_DEVICE;
-        self.frontend.set_protocol_features(proto & wanted)?;
+        let shm = VhostUserProtocolFeatures::SHMEM
+            | VhostUserProtocolFeatures::BACKEND_REQ
+            | VhostUserProtocolFeatures::BACKEND_SEND_FD;
+        if self.opts.shm.is_some() {
+            wanted |= shm
+                | VhostUserProtocolFeatures::REPLY_ACK
+                | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS;
+        }
+        let acked = proto & wanted;
+        self.frontend.set_protocol_features(acked)?;
+        if let Some(updates) = self.opts.shm {
+            if acked.contains(shm) {
+                // As QEMU at realize: the region's size, then the back-end channel.
+                let cfg = self.frontend.get_shmem_config()?;
+                let size = cfg.memory_sizes[0];
+                if cfg.nregions >= 1 && size > 0 {
+                    self.shm = Some(ShmRegion::start(&mut self.frontend, size, updates)?);
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The device's shared memory region (when the VMM negotiated one and the device has it).
+    pub fn shm(&self) -> Option<&ShmRegion> {
+        self.shm.as_ref()
     }
 
     fn start_queue(&mut self, index: usize) -> Result<(), HarnessError> {
@@ -528,11 +573,15 @@ impl Vm {
         }
     }
 
-    /// What a guest reset does: the front-end stops both queues (GET_VRING_BASE), then the
-    /// driver sets them up again from scratch.
+    /// What a guest reset does: the front-end stops both queues (GET_VRING_BASE) and removes
+    /// the region's mappings, then the driver sets them up again from scratch.
     pub fn reset(&mut self) -> Result<(), HarnessError> {
         self.frontend.get_vring_base(0)?;
         self.frontend.get_vring_base(1)?;
+        // QEMU 11.1 then removes every mapping of the device's region (virtio reset).
+        if let Some(shm) = &self.shm {
+            shm.reset();
+        }
         self.req = SplitQueue::new(&self.ram, REQ_RING, self.opts.queue_size)?;
         self.evt = SplitQueue::new(&self.ram, EVT_RING, EVENT_BUFS)?;
         self.done.clear();

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use virtio_dmabuf_proto::virtio::{
-    req, AttachReq, CreateReq, ReqHdr, Segment, SyncReq, Uuid, UuidReq,
+    req, AttachReq, CreateReq, MapReq, MapResp, ReqHdr, Segment, SyncReq, Uuid, UuidReq,
 };
 use virtio_dmabuf_proto::Status;
 use vm_memory::ByteValued;
@@ -13,7 +13,7 @@ use vm_memory::ByteValued;
 use virtio_bindings::bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 
 use crate::queue::Buf;
-use crate::{status_of, GuestBuffer, HarnessError, Pending, Vm};
+use crate::{status_of, GuestBuffer, HarnessError, MapInfo, Pending, Vm};
 
 impl Vm {
     fn body<T: ByteValued>(kind: u32, body: &T, tail: &[u8]) -> Vec<u8> {
@@ -93,6 +93,30 @@ impl Vm {
                 Ok((size, flags))
             }
             Status::Ok => return Err(HarnessError::Protocol("short LOOKUP response".into())),
+            s => Err(s),
+        })
+    }
+
+    /// MAP `uuid` into the device's shared memory region (spec section 13.2).
+    pub fn map(&mut self, uuid: &Uuid) -> Result<Result<MapInfo, Status>, HarnessError> {
+        let body = MapReq {
+            uuid: *uuid,
+            flags: 0,
+            reserved: 0,
+        };
+        let r = Self::body(req::MAP, &body, &[]);
+        let resp = self.request(&r, size_of::<MapResp>() as u32)?;
+        Ok(match status_of(&resp)? {
+            Status::Ok if resp.len() == size_of::<MapResp>() => {
+                let mut m = MapResp::default();
+                m.as_mut_slice().copy_from_slice(&resp);
+                Ok(MapInfo {
+                    offset: u64::from_le(m.offset),
+                    len: u64::from_le(m.len),
+                    flags: u32::from_le(m.flags),
+                })
+            }
+            Status::Ok => return Err(HarnessError::Protocol("short MAP response".into())),
             s => Err(s),
         })
     }

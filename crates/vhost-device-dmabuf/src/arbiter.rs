@@ -165,6 +165,15 @@ impl<T> Arbiter<T> {
         })
     }
 
+    /// The accesses granted to `domain`.
+    pub fn granted_of(&self, domain: DomainId) -> Vec<Access> {
+        self.granted
+            .iter()
+            .filter(|g| g.domain == domain)
+            .copied()
+            .collect()
+    }
+
     /// Number of granted accesses.
     pub fn granted_count(&self) -> usize {
         self.granted.len()

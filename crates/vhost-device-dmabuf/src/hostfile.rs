@@ -194,6 +194,11 @@ impl HostFile {
         })
     }
 
+    /// A duplicate of the file (to hand to the VMM for a mapping).
+    pub fn dup_file(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
     /// Memfd or dma-buf.
     pub fn kind(&self) -> HostKind {
         self.kind

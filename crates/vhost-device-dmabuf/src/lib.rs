@@ -10,6 +10,7 @@
 //! * [`memory`] — the resolver: guest scatter-gather lists to host memory, per access;
 //! * [`control`] — the host control socket server;
 //! * [`hostfile`] — host-backed buffers (memfd, dma-buf) and the udmabuf export;
+//! * [`shm`] — a VM's shared memory region: ranges, the mapping requests to the VMM;
 //! * [`poll`] — adaptive busy-polling of a request queue between requests;
 //! * [`limits`] — quotas, policy and wait bounds; [`daemon`] — serving VM sockets.
 
@@ -23,4 +24,5 @@ pub mod memory;
 pub mod poll;
 pub mod ratelimit;
 pub mod registry;
+pub mod shm;
 pub mod vhu_dmabuf;

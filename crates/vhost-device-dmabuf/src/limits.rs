@@ -24,6 +24,10 @@ pub struct Limits {
     /// Longest a worker busy-polls its request queue for the next request before it sleeps
     /// (zero: never; see [`crate::poll`]).
     pub poll_max: Duration,
+    /// Bytes of each VM's shared memory region for mapped imports (0: none; spec 13.1).
+    pub shm_size: u64,
+    /// Longest a mapping request to a VM's front-end is waited for.
+    pub shm_reply_bound: Duration,
 }
 
 impl Default for Limits {
@@ -37,6 +41,8 @@ impl Default for Limits {
             cross_vm: true,
             max_host_buffers: 4096,
             poll_max: Duration::from_micros(32),
+            shm_size: 256 << 20,
+            shm_reply_bound: Duration::from_secs(2),
         }
     }
 }

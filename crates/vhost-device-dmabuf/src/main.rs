@@ -15,6 +15,7 @@ use vhost_device_dmabuf::daemon::{bind_vm_socket, serve_vm};
 use vhost_device_dmabuf::fds::{FdBudget, FdPlan};
 use vhost_device_dmabuf::hostfile;
 use vhost_device_dmabuf::registry::{chain, Limits, Registry};
+use vhost_device_dmabuf::shm;
 use virtio_dmabuf_proto::control::encode_name;
 
 /// Share dma-bufs between VMs and the host: a vhost-user backend for virtio device 37.
@@ -72,6 +73,13 @@ struct Args {
     /// (0: never poll, lowest CPU use; see docs/performance.md).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=1000))]
     poll_max_us: u32,
+
+    /// Bytes of each VM's shared memory region, where imports are mapped in place
+    /// (VIRTIO_DMABUF_F_MAP; needs a VMM with vhost-user shared memory, e.g. QEMU >= 11.1). A
+    /// power of two from 2M to 64G, e.g. 256M, 1G; 0: no region (imports are copies). The VMM
+    /// asks once, when the device is created: a new size needs a new VM.
+    #[arg(long, default_value = "256M", value_parser = dmabuf_sys_util::size::parse)]
+    shm_size: u64,
 }
 
 #[derive(Debug, Error)]
@@ -88,6 +96,10 @@ enum ConfigError {
     BadVmCount,
     #[error("limits must not be zero")]
     ZeroLimit,
+    #[error(
+        "--shm-size must be 0 or a power of two from 2M to 64G (the VMM sizes a PCI BAR to it)"
+    )]
+    BadShmSize,
 }
 
 /// A validated configuration.
@@ -142,6 +154,12 @@ impl TryFrom<Args> for Config {
         {
             return Err(ConfigError::ZeroLimit);
         }
+        if a.shm_size != 0
+            && (!a.shm_size.is_power_of_two()
+                || !(shm::MIN_SIZE..=shm::MAX_SIZE).contains(&a.shm_size))
+        {
+            return Err(ConfigError::BadShmSize);
+        }
         Ok(Config {
             vms,
             control_socket: a.control_socket,
@@ -154,6 +172,8 @@ impl TryFrom<Args> for Config {
                 cross_vm: !a.no_cross_vm,
                 max_host_buffers: a.max_host_buffers,
                 poll_max: Duration::from_micros(u64::from(a.poll_max_us)),
+                shm_size: a.shm_size,
+                ..Limits::default()
             },
         })
     }

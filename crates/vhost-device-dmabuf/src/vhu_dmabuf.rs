@@ -28,14 +28,17 @@
 //! the descriptors again) and is answered through a Writer over the memory of the moment of the
 //! answer, so a new memory table in between is honoured.
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use thiserror::Error;
-use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost::vhost_user::message::{
+    VhostUserProtocolFeatures, VhostUserShMemConfig, VhostUserVirtioFeatures,
+};
+use vhost::vhost_user::Backend;
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::bindings::virtio_ring::{
@@ -43,7 +46,8 @@ use virtio_bindings::bindings::virtio_ring::{
 };
 use virtio_dmabuf_proto::request::{read_body, read_header, DecodeLimits, Request, SyncRequest};
 use virtio_dmabuf_proto::virtio::{
-    self as wire, buf_flags, CreateResp, LookupResp, RespHdr, VIRTIO_DMABUF_F_IMPORT,
+    self as wire, buf_flags, CreateResp, LookupResp, MapResp, RespHdr, VIRTIO_DMABUF_F_IMPORT,
+    VIRTIO_DMABUF_F_MAP,
 };
 use virtio_dmabuf_proto::Status;
 use virtio_queue::{DescriptorChain, QueueT, Reader, Writer};
@@ -53,14 +57,16 @@ use vmm_sys_util::event::{
     new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
 };
 
+use self::chain::{respond, respond_status, ChainShape};
 use self::events::{EventPort, Rings};
 use crate::limits::Limits;
 use crate::memory::GuestMem;
 use crate::poll::AdaptivePoll;
 use crate::ratelimit::RateLimit;
 use crate::registry::{
-    chain, Completion, LookupInfo, Registry, RegistryError, SyncOutcome, VmHandle,
+    chain, Completion, LookupInfo, MapInfo, Registry, RegistryError, SyncOutcome, VmHandle,
 };
+use crate::shm::VmShm;
 
 /// Queue size the backend accepts (QEMU's generic device defaults to 64).
 pub const MAX_QUEUE_SIZE: usize = 1024;
@@ -92,46 +98,6 @@ impl From<VhuError> for io::Error {
 }
 
 type Mem = GuestMemoryLoadGuard<GuestMem>;
-
-/// How a chain is laid out, as far as virtio-queue's Reader and Writer do not check it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct ChainShape {
-    /// The chain ends with a descriptor without NEXT (not a loop, not cut short).
-    walkable: bool,
-    /// A readable descriptor comes after a writable one.
-    misordered: bool,
-}
-
-impl ChainShape {
-    fn of(chain: &DescriptorChain<Mem>) -> ChainShape {
-        let (mut any, mut last_has_next, mut seen_writable, mut misordered) =
-            (false, false, false, false);
-        for desc in chain.clone() {
-            any = true;
-            last_has_next = desc.has_next();
-            if desc.is_write_only() {
-                seen_writable = true;
-            } else if seen_writable {
-                misordered = true;
-            }
-        }
-        ChainShape {
-            walkable: any && !last_has_next,
-            misordered,
-        }
-    }
-}
-
-/// Write `bytes` as the response; the used length (the bytes written).
-fn respond(out: &mut Writer<'_>, bytes: &[u8]) -> u32 {
-    // The caller checked the capacity; a short write still reports what landed.
-    let _ = out.write_all(bytes);
-    u32::try_from(out.bytes_written()).unwrap_or(0)
-}
-
-fn respond_status(out: &mut Writer<'_>, status: Status) -> u32 {
-    respond(out, RespHdr::new(status).as_slice())
-}
 
 /// The log lines a guest can trigger again and again, rate limited per VM.
 struct GuestLogs {
@@ -186,6 +152,24 @@ fn lookup_flags(info: &LookupInfo) -> u32 {
         flags |= buf_flags::OWN;
     }
     flags
+}
+
+/// MAP's response (spec section 13.2).
+fn map_resp(info: &MapInfo) -> MapResp {
+    let mut flags = 0;
+    if info.read_only {
+        flags |= buf_flags::READ_ONLY;
+    }
+    if info.host_backed {
+        flags |= buf_flags::HOST_BACKED;
+    }
+    MapResp {
+        hdr: RespHdr::new(Status::Ok),
+        offset: info.offset.to_le(),
+        len: info.len.to_le(),
+        flags: flags.to_le(),
+        reserved: 0,
+    }
 }
 
 /// Ask the driver to notify again, under the ring lock and only while the queue is ready: a
@@ -279,7 +263,9 @@ impl DmabufBackend {
             rings: rings.clone(),
             mem: mem.clone(),
         });
-        let vm = registry.add_vm(name, mem, port);
+        let limits = registry.limits();
+        let shm = Arc::new(VmShm::new(limits.shm_size, limits.shm_reply_bound));
+        let vm = registry.add_vm_with_shm(name, mem, port, shm);
         let exit =
             new_event_consumer_and_notifier(EventFlag::NONBLOCK).map_err(VhuError::ExitEvent)?;
         let poll = Mutex::new(AdaptivePoll::new(registry.limits().poll_max));
@@ -329,8 +315,8 @@ impl VmBackend {
         self.vm.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn import_negotiated(&self) -> bool {
-        self.acked_features.load(Ordering::Relaxed) & (1 << VIRTIO_DMABUF_F_IMPORT) != 0
+    fn negotiated(&self, bit: u32) -> bool {
+        self.acked_features.load(Ordering::Relaxed) & (1 << bit) != 0
     }
 
     /// Answer everything on the request queue, then poll it for the adaptive window (with the
@@ -468,7 +454,9 @@ impl VmBackend {
         if out.available_bytes() < kind.response_len() {
             return refuse(&mut out, Status::ResponseTooSmall);
         }
-        if kind.needs_import() && !self.import_negotiated() {
+        if (kind.needs_import() && !self.negotiated(VIRTIO_DMABUF_F_IMPORT))
+            || (kind.needs_map() && !self.negotiated(VIRTIO_DMABUF_F_MAP))
+        {
             return refuse(&mut out, Status::Unsupported);
         }
         let limits = DecodeLimits {
@@ -522,6 +510,10 @@ impl VmBackend {
             Request::Attach(attach) => reg
                 .attach(vm, attach)
                 .map(|()| respond_status(out, Status::Ok)),
+            // Waits for the front-end (bounded), holding no lock (see `registry/mapped.rs`).
+            Request::Map(uuid) => reg
+                .map(vm, &uuid)
+                .map(|info| respond(out, map_resp(&info).as_slice())),
         };
         Outcome::Used(
             answered
@@ -587,22 +579,52 @@ impl VhostUserBackend for DmabufBackend {
     }
 
     fn features(&self) -> u64 {
-        (1 << VIRTIO_F_VERSION_1)
+        let base = (1 << VIRTIO_F_VERSION_1)
             | (1 << VIRTIO_RING_F_INDIRECT_DESC)
             | (1 << VIRTIO_RING_F_EVENT_IDX)
             | (1 << VIRTIO_DMABUF_F_IMPORT)
-            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+        // Offered whenever the daemon has a region to give: the virtio features are read before
+        // the front-end says whether it supports shared memory (spec 13.1).
+        if self.0.vm.shm.size() > 0 {
+            base | (1 << VIRTIO_DMABUF_F_MAP)
+        } else {
+            base
+        }
     }
 
     fn acked_features(&self, features: u64) {
         self.0.acked_features.store(features, Ordering::Relaxed);
+        self.0.vm.shm.set_driver_features(features);
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        VhostUserProtocolFeatures::CONFIG
+        let base = VhostUserProtocolFeatures::CONFIG
             | VhostUserProtocolFeatures::MQ
             | VhostUserProtocolFeatures::REPLY_ACK
-            | VhostUserProtocolFeatures::RESET_DEVICE
+            | VhostUserProtocolFeatures::RESET_DEVICE;
+        if self.0.vm.shm.size() == 0 {
+            return base;
+        }
+        // Shared memory, the channel its requests travel on (with an fd), and memory slots
+        // beyond the 8 of SET_MEM_TABLE: each mapping becomes a region of the front-end's
+        // memory table.
+        base | VhostUserProtocolFeatures::SHMEM
+            | VhostUserProtocolFeatures::BACKEND_REQ
+            | VhostUserProtocolFeatures::BACKEND_SEND_FD
+            | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
+    }
+
+    fn get_shmem_config(&self) -> io::Result<VhostUserShMemConfig> {
+        let shm = &self.0.vm.shm;
+        shm.set_negotiated();
+        Ok(VhostUserShMemConfig::new(1, &[shm.size()]))
+    }
+
+    fn set_backend_req_fd(&self, backend: Backend) {
+        if let Err(e) = self.0.vm.shm.channel.attach(backend, &self.0.vm.name) {
+            warn!("{}: {}", self.0.vm.name, chain(&e));
+        }
     }
 
     fn reset_device(&self) {
@@ -680,6 +702,7 @@ impl VhostUserBackend for DmabufBackend {
     }
 }
 
+mod chain;
 mod events;
 #[cfg(test)]
 mod tests;

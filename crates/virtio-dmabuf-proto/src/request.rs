@@ -17,8 +17,8 @@ use vm_memory::ByteValued;
 
 use crate::segments::{SegmentError, SegmentList, SegmentListBuilder};
 use crate::virtio::{
-    buf_flags, req, sync_flags, AttachReq, CreateReq, CreateResp, LookupResp, ReqHdr, RespHdr,
-    Status, SyncReq, Uuid, UuidReq,
+    buf_flags, req, sync_flags, AttachReq, CreateReq, CreateResp, LookupResp, MapReq, MapResp,
+    ReqHdr, RespHdr, Status, SyncReq, Uuid, UuidReq,
 };
 
 /// Segments are read this many at a time (64 KiB), so a long list is checked as it arrives.
@@ -37,6 +37,8 @@ pub enum RequestType {
     Attach,
     /// `VIRTIO_DMABUF_REQ_SYNC`.
     Sync,
+    /// `VIRTIO_DMABUF_REQ_MAP`.
+    Map,
 }
 
 impl RequestType {
@@ -48,6 +50,7 @@ impl RequestType {
             req::LOOKUP => Some(RequestType::Lookup),
             req::ATTACH => Some(RequestType::Attach),
             req::SYNC => Some(RequestType::Sync),
+            req::MAP => Some(RequestType::Map),
             _ => None,
         }
     }
@@ -57,13 +60,22 @@ impl RequestType {
         match self {
             RequestType::Create => size_of::<CreateResp>(),
             RequestType::Lookup => size_of::<LookupResp>(),
+            RequestType::Map => size_of::<MapResp>(),
             _ => size_of::<RespHdr>(),
         }
     }
 
     /// Whether the request needs `VIRTIO_DMABUF_F_IMPORT` (LOOKUP and ATTACH).
     pub fn needs_import(self) -> bool {
-        matches!(self, RequestType::Lookup | RequestType::Attach)
+        matches!(
+            self,
+            RequestType::Lookup | RequestType::Attach | RequestType::Map
+        )
+    }
+
+    /// Whether the request needs `VIRTIO_DMABUF_F_MAP` (MAP).
+    pub fn needs_map(self) -> bool {
+        matches!(self, RequestType::Map)
     }
 }
 
@@ -198,6 +210,8 @@ pub enum Request {
     Attach(AttachRequest),
     /// SYNC.
     Sync(SyncRequest),
+    /// MAP of a UUID.
+    Map(Uuid),
 }
 
 /// Why a request was refused before the device looked at any state.
@@ -221,6 +235,9 @@ pub enum DecodeError {
     /// SYNC flags with an undefined bit, or without a direction.
     #[error("invalid SYNC flags {0:#x}")]
     SyncFlags(u32),
+    /// MAP flags (none is defined).
+    #[error("undefined MAP flags {0:#x}")]
+    MapFlags(u32),
     /// A SYNC END with a wait bound.
     #[error("SYNC END with timeout_ms {0}")]
     EndTimeout(u32),
@@ -272,6 +289,7 @@ impl DecodeError {
             | DecodeError::Reserved(_)
             | DecodeError::CreateFlags(_)
             | DecodeError::SyncFlags(_)
+            | DecodeError::MapFlags(_)
             | DecodeError::EndTimeout(_) => Status::InvalidRequest,
             DecodeError::ZeroSize
             | DecodeError::NoSegments
@@ -341,6 +359,9 @@ pub fn read_body(
         RequestType::Sync => read_obj::<SyncReq>(input, "body")
             .and_then(|b| b.decode())
             .map(Request::Sync),
+        RequestType::Map => read_obj::<MapReq>(input, "body")
+            .and_then(|b| b.decode())
+            .map(Request::Map),
     }
 }
 
@@ -416,6 +437,20 @@ fn read_segments(
         left -= k;
     }
     Ok(list.finish())
+}
+
+impl MapReq {
+    /// Check the flags and the reserved field; the UUID is the device's to look up.
+    pub fn decode(&self) -> Result<Uuid, DecodeError> {
+        let flags = u32::from_le(self.flags);
+        if flags != 0 {
+            return Err(DecodeError::MapFlags(flags));
+        }
+        if self.reserved != 0 {
+            return Err(DecodeError::Reserved("MAP body"));
+        }
+        Ok(self.uuid)
+    }
 }
 
 impl SyncReq {

@@ -20,6 +20,13 @@ pub const NUM_QUEUES: usize = 2;
 /// Feature bit: the device supports LOOKUP and ATTACH (importing buffers registered elsewhere).
 pub const VIRTIO_DMABUF_F_IMPORT: u32 = 0;
 
+/// Feature bit: the device supports MAP (imports mapped in place in its shared memory region,
+/// spec section 13). Offered only together with [`VIRTIO_DMABUF_F_IMPORT`].
+pub const VIRTIO_DMABUF_F_MAP: u32 = 1;
+
+/// Id of the shared memory region that holds mapped imports (`VIRTIO_DMABUF_SHM_MAP`).
+pub const VIRTIO_DMABUF_SHM_MAP: u8 = 0;
+
 /// Size of one page as the spec counts it (segment sizes need not be multiples of it).
 pub const PAGE_SIZE: u64 = 4096;
 
@@ -35,6 +42,8 @@ pub mod req {
     pub const ATTACH: u32 = 0x0103;
     /// Begin or end CPU access to a range.
     pub const SYNC: u32 = 0x0104;
+    /// Import a buffer mapped in place in the shared memory region (spec section 13.2).
+    pub const MAP: u32 = 0x0105;
 }
 
 /// `virtio_dmabuf_create.flags` and `virtio_dmabuf_lookup_resp.flags`.
@@ -105,11 +114,13 @@ pub enum Status {
     IoError = 14,
     /// The request needs a feature that was not negotiated, or the host lacks it.
     Unsupported = 15,
+    /// MAP: no free range of the buffer's length in the shared memory region.
+    NoSpace = 16,
 }
 
 impl Status {
     /// Every status, in numeric order.
-    pub const ALL: [Status; 16] = [
+    pub const ALL: [Status; 17] = [
         Status::Ok,
         Status::InvalidRequest,
         Status::InvalidAddress,
@@ -126,6 +137,7 @@ impl Status {
         Status::ResponseTooSmall,
         Status::IoError,
         Status::Unsupported,
+        Status::NoSpace,
     ];
 
     /// Decode a wire value; unknown values are `None`.
@@ -152,6 +164,7 @@ impl Status {
             Status::ResponseTooSmall => "RESPONSE_TOO_SMALL",
             Status::IoError => "IO_ERROR",
             Status::Unsupported => "UNSUPPORTED",
+            Status::NoSpace => "NO_SPACE",
         }
     }
 }
@@ -292,6 +305,34 @@ pub struct SyncReq {
     pub timeout_ms: u32,
 }
 
+/// MAP body (24 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapReq {
+    /// The buffer to import.
+    pub uuid: Uuid,
+    /// Zero (no flag is defined).
+    pub flags: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+/// MAP response (32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapResp {
+    /// Header.
+    pub hdr: RespHdr,
+    /// Where the buffer starts in the shared memory region (a multiple of 4096).
+    pub offset: u64,
+    /// Bytes mapped: the size rounded up to 4096.
+    pub len: u64,
+    /// As LOOKUP: [`buf_flags::READ_ONLY`], [`buf_flags::HOST_BACKED`].
+    pub flags: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
 /// An event-queue element (24 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -306,7 +347,7 @@ pub struct Event {
 
 wire_struct!(
     Config, ReqHdr, RespHdr, Segment, CreateReq, CreateResp, UuidReq, LookupResp, AttachReq,
-    SyncReq, Event,
+    SyncReq, MapReq, MapResp, Event,
 );
 
 const _: () = {
@@ -320,6 +361,8 @@ const _: () = {
     assert!(size_of::<LookupResp>() == 24);
     assert!(size_of::<AttachReq>() == 24);
     assert!(size_of::<SyncReq>() == 40);
+    assert!(size_of::<MapReq>() == 24);
+    assert!(size_of::<MapResp>() == 32);
     assert!(size_of::<Event>() == 24);
 };
 
@@ -371,7 +414,8 @@ mod tests {
             assert_eq!(*s as u32, u32::try_from(i).unwrap());
             assert_eq!(Status::from_u32(*s as u32), Some(*s));
         }
-        assert_eq!(Status::from_u32(16), None);
+        assert_eq!(Status::from_u32(16), Some(Status::NoSpace));
+        assert_eq!(Status::from_u32(17), None);
         assert_eq!(Status::from_u32(u32::MAX), None);
     }
 }

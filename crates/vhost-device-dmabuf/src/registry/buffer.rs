@@ -23,6 +23,7 @@ use crate::arbiter::{Access, Arbiter, Begin, DomainId, Grants, Ticket};
 use crate::hostfile::{self, HostFile};
 use crate::memory::{check_range, copy_slices, MemError, SegList};
 use crate::ratelimit::RateLimit;
+use crate::shm::MappedRange;
 
 /// Who created a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,13 +64,12 @@ impl VmAccess {
 }
 
 /// How a domain that imported a buffer reaches its bytes.
-///
-/// Today every import is a copy in the importer's own pages, brought up to date at fence points.
-/// A buffer mapped into the importer's shared-memory region would be a second kind here: no
-/// copies, the fence points only arbitrating.
 pub(super) enum ImportView {
     /// The importer's pages, filled at START and written back at a write END.
     Copy(SegList),
+    /// The origin itself, mapped in the importer's shared memory region at this range (spec
+    /// section 13): the fence points only arbitrate (and bracket a host dma-buf origin).
+    Mapped(MappedRange),
 }
 
 /// A VM's import of a buffer registered elsewhere.
@@ -77,6 +77,9 @@ pub(super) struct Import {
     vm: Arc<VmHandle>,
     view: ImportView,
 }
+
+/// A VM whose import ended, with the range of its import if it was mapped.
+pub(super) type Importer = (Arc<VmHandle>, Option<MappedRange>);
 
 /// What a begin did.
 pub(super) enum Began {
@@ -261,14 +264,11 @@ impl Buffer {
         let Ok(grants) = st.arbiter.end(access) else {
             return (Err(RegistryError::NotHeld), fired);
         };
-        let r = if access.dir.writes() {
-            let r = self.fence_out(&st, access, stats);
+        let r = self.fence_out(&st, access, stats);
+        if access.dir.writes() {
             st.write_generation += 1;
             self.written.notify_all();
-            r
-        } else {
-            Ok(())
-        };
+        }
         self.grant(&mut st, grants, &mut fired, stats);
         (r, fired)
     }
@@ -286,10 +286,21 @@ impl Buffer {
 
     /// A domain left (reset, gone, or released its import): its import goes, its accesses are
     /// dropped without moving data, its waiters are CANCELLED, and what that unblocks is granted.
-    pub(super) fn drop_domain(&self, domain: DomainId, stats: &Stats) -> Fired {
+    /// Returns the range of a mapped import, for the caller to unmap once no lock is held.
+    pub(super) fn drop_domain(
+        &self,
+        domain: DomainId,
+        stats: &Stats,
+    ) -> (Fired, Option<MappedRange>) {
         let mut fired = Fired::new();
         let mut st = lock(&self.state);
-        st.imports.remove(&domain);
+        let mapped = match st.imports.remove(&domain).map(|i| i.view) {
+            Some(ImportView::Mapped(range)) => {
+                self.end_mapped_accesses(&st, domain);
+                Some(range)
+            }
+            _ => None,
+        };
         let (dropped, grants) = st.arbiter.drop_domain(domain);
         fired.extend(
             dropped
@@ -297,7 +308,18 @@ impl Buffer {
                 .map(|done| (done, Err(RegistryError::Cancelled))),
         );
         self.grant(&mut st, grants, &mut fired, stats);
-        fired
+        (fired, mapped)
+    }
+
+    /// A mapped import of a host dma-buf leaves with accesses still granted: close the
+    /// exporter's CPU-access brackets its STARTs opened (13.3).
+    fn end_mapped_accesses(&self, st: &BufState, domain: DomainId) {
+        if !matches!(&self.origin, Origin::Host(_)) {
+            return;
+        }
+        for access in st.arbiter.granted_of(domain) {
+            let _ = self.end_origin_access(bracket_of(&access));
+        }
     }
 
     /// Granted waiters: bring their imports up to date, then answer them.
@@ -326,7 +348,7 @@ impl Buffer {
     pub(super) fn add_import(
         &self,
         vm: &Arc<VmHandle>,
-        segs: SegList,
+        view: ImportView,
         epoch: u64,
     ) -> Result<(), RegistryError> {
         let mut st = lock(&self.state);
@@ -335,7 +357,7 @@ impl Buffer {
         }
         let import = Import {
             vm: vm.clone(),
-            view: ImportView::Copy(segs),
+            view,
         };
         st.imports.insert(vm.domain, import);
         if vm.epoch.load(Ordering::SeqCst) != epoch {
@@ -345,9 +367,15 @@ impl Buffer {
         Ok(())
     }
 
+    /// Take `domain`'s import out if it is still there (a MAP that failed); whether it was.
+    pub(super) fn remove_import(&self, domain: DomainId) -> bool {
+        lock(&self.state).imports.remove(&domain).is_some()
+    }
+
     /// The buffer goes away: every waiter fails with REVOKED, every access and import is
-    /// dropped. Returns the completions and the VMs whose imports ended (to be told).
-    pub(super) fn revoke(&self) -> (Fired, Vec<Arc<VmHandle>>) {
+    /// dropped. Returns the completions and the VMs whose imports ended (to be told), with the
+    /// range of each mapped import (to be unmapped before the revocation completes).
+    pub(super) fn revoke(&self) -> (Fired, Vec<Importer>) {
         let mut st = lock(&self.state);
         st.revoked = true;
         let fired = st
@@ -356,7 +384,14 @@ impl Buffer {
             .into_iter()
             .map(|done| (done, Err(RegistryError::Revoked(self.uuid))))
             .collect();
-        let vms = st.imports.drain().map(|(_, i)| i.vm).collect();
+        let vms = st
+            .imports
+            .drain()
+            .map(|(_, i)| match i.view {
+                ImportView::Mapped(range) => (i.vm, Some(range)),
+                ImportView::Copy(_) => (i.vm, None),
+            })
+            .collect();
         self.written.notify_all();
         static DESTROYED: RateLimit = RateLimit::new("buffer destroyed");
         if let Some(n) = DESTROYED.admit() {
@@ -419,16 +454,20 @@ impl Buffer {
     // ------------------------------------------------------------------ data
 
     /// At a granted START: copy the origin's range into the domain's import, if it has one.
+    /// A mapped import moves nothing: a host dma-buf origin is bracketed for it instead, START
+    /// here and END at its END (spec section 13.3).
     fn fence_in(&self, st: &BufState, access: &Access, stats: &Stats) -> Result<(), RegistryError> {
         match st.imports.get(&access.domain).map(|i| (&i.vm, &i.view)) {
             Some((vm, ImportView::Copy(segs))) => {
                 self.copy(vm, segs, access, Toward::Import, stats)
             }
+            Some((_, ImportView::Mapped(_))) => self.begin_origin_access(bracket_of(access)),
             None => Ok(()),
         }
     }
 
-    /// At a write END: copy the domain's import back to the origin, if it has one.
+    /// At an END: a write copies the domain's import back to the origin, if it is a copy; a
+    /// mapped import closes the origin's bracket its START opened.
     fn fence_out(
         &self,
         st: &BufState,
@@ -436,10 +475,11 @@ impl Buffer {
         stats: &Stats,
     ) -> Result<(), RegistryError> {
         match st.imports.get(&access.domain).map(|i| (&i.vm, &i.view)) {
-            Some((vm, ImportView::Copy(segs))) => {
+            Some((vm, ImportView::Copy(segs))) if access.dir.writes() => {
                 self.copy(vm, segs, access, Toward::Origin, stats)
             }
-            None => Ok(()),
+            Some((_, ImportView::Mapped(_))) => self.end_origin_access(bracket_of(access)),
+            _ => Ok(()),
         }
     }
 
@@ -503,7 +543,7 @@ impl Buffer {
         }
     }
 
-    fn begin_origin_access(&self, access: CpuAccess) -> Result<(), RegistryError> {
+    pub(super) fn begin_origin_access(&self, access: CpuAccess) -> Result<(), RegistryError> {
         match &self.origin {
             Origin::Host(hf) => hf
                 .begin_cpu_access(access)
@@ -539,11 +579,7 @@ impl Buffer {
         {
             return Err(RegistryError::NotHeld);
         }
-        let bracket = if access.dir.writes() {
-            CpuAccess::Write
-        } else {
-            CpuAccess::Read
-        };
+        let bracket = bracket_of(access);
         self.begin_origin_access(bracket)?;
         let r = self.with_origin(access.offset, access.len, f);
         self.end_origin_access(bracket)?;
@@ -586,6 +622,15 @@ impl Buffer {
             revoked: st.revoked,
             write_generation: st.write_generation,
             importers: u32::try_from(st.imports.len()).unwrap_or(u32::MAX),
+            importer_views: {
+                let mut v: Vec<(String, bool)> = st
+                    .imports
+                    .values()
+                    .map(|i| (i.vm.name.clone(), matches!(i.view, ImportView::Mapped(_))))
+                    .collect();
+                v.sort();
+                v
+            },
             nr_segs: self.nr_segs(),
             owner: self.owner_name.clone(),
         }
@@ -596,6 +641,15 @@ impl Buffer {
     pub(super) fn counts(&self) -> (usize, usize) {
         let st = lock(&self.state);
         (st.arbiter.granted_count(), st.arbiter.waiting_count())
+    }
+}
+
+/// The exporter bracket of a CPU access in `access`'s direction.
+fn bracket_of(access: &Access) -> CpuAccess {
+    if access.dir.writes() {
+        CpuAccess::Write
+    } else {
+        CpuAccess::Read
     }
 }
 

@@ -12,6 +12,10 @@ use virtio_dmabuf_proto::Status;
 
 use crate::hostfile::{HostFileError, UdmabufError};
 use crate::memory::MemError;
+use crate::shm::channel::ChannelError;
+use crate::shm::ShmError;
+
+pub use super::mapped::Unmappable;
 
 /// A quota a domain or the daemon would exceed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +99,12 @@ pub enum RegistryError {
     /// Read-only buffers are not exported (the exported fd would be writable).
     #[error("buffer {} is read-only", uuid::format(.0))]
     ExportReadOnly(Uuid),
+    /// MAP: the buffer's origin cannot be mapped (UNSUPPORTED).
+    #[error("buffer {} cannot be mapped", uuid::format(.0))]
+    Unmappable(Uuid, #[source] Unmappable),
+    /// MAP: no region, no room in it, or the front-end failed the mapping.
+    #[error("cannot map buffer {}", uuid::format(.0))]
+    Mapping(Uuid, #[source] ShmError),
     /// The udmabuf could not be made.
     #[error("cannot export buffer {} as a udmabuf", uuid::format(.0))]
     Udmabuf(Uuid, #[source] UdmabufError),
@@ -137,9 +147,17 @@ impl RegistryError {
             },
             E::ReadIntoSync(_) => Status::IoError,
             E::Udmabuf(_, e) if e.fd_exhaustion() => Status::QuotaExceeded,
-            E::ExportHostBacked(_) | E::Udmabuf(..) => Status::Unsupported,
+            E::ExportHostBacked(_) | E::Udmabuf(..) | E::Unmappable(..) => Status::Unsupported,
             E::DetachExports(..) => Status::IoError,
             E::FdDropped(_) => Status::QuotaExceeded,
+            E::Mapping(_, e) => match e {
+                ShmError::NoRegion | ShmError::Channel(ChannelError::Unavailable) => {
+                    Status::Unsupported
+                }
+                ShmError::NoSpace(_) => Status::NoSpace,
+                ShmError::ResetMeanwhile => Status::Cancelled,
+                ShmError::Channel(_) | ShmError::File(_) => Status::IoError,
+            },
         }
     }
 

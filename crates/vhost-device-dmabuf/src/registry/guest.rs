@@ -11,7 +11,7 @@ use virtio_dmabuf_proto::uuid;
 use virtio_dmabuf_proto::virtio::Uuid;
 use vm_memory::GuestAddressSpace;
 
-use super::buffer::{BufferParts, Origin, Owner, Requester, VmAccess};
+use super::buffer::{BufferParts, ImportView, Origin, Owner, Requester, VmAccess};
 use super::maps::Released;
 use super::{fire, Completion, LookupInfo, Registry, RegistryError, SyncOutcome, VmHandle};
 use crate::arbiter::Access;
@@ -20,8 +20,10 @@ use crate::memory::SegList;
 impl Registry {
     /// CREATE: register guest pages as a new buffer.
     pub fn create(&self, vm: &Arc<VmHandle>, req: CreateRequest) -> Result<Uuid, RegistryError> {
-        let segs = SegList::new(req.segments, req.size, &vm.mem.memory())
-            .map_err(RegistryError::Segments)?;
+        let mem = vm.mem.memory();
+        let segs = SegList::new(req.segments, req.size, &mem).map_err(RegistryError::Segments)?;
+        self.check_not_window(vm, &mem, &segs)?;
+        drop(mem);
         let runs = segs.runs() as u64;
         let parts = BufferParts {
             size: req.size,
@@ -52,13 +54,20 @@ impl Registry {
     /// RELEASE: drop this VM's reference. An own buffer is destroyed; an import is detached.
     pub fn release(&self, vm: &VmHandle, uuid: &Uuid) -> Result<(), RegistryError> {
         match self.take_holding(vm, uuid)? {
-            Released::Gone => {}
+            // A revoked mapped import's range was kept out of use until now (13.4).
+            Released::Gone => vm.shm.release_quarantine(uuid),
             Released::Destroyed(buf) => {
                 self.destroy(&buf, None);
                 self.detach_exports(&buf);
             }
             Released::RevokedOwn(buf) => self.detach_exports(&buf),
-            Released::Detached(buf) => fire(buf.drop_domain(vm.domain, &self.stats)),
+            Released::Detached(buf) => {
+                let (fired, mapped) = buf.drop_domain(vm.domain, &self.stats);
+                fire(fired);
+                if let Some(range) = mapped {
+                    self.unmap_released(vm, uuid, &range);
+                }
+            }
         }
         Ok(())
     }
@@ -80,11 +89,13 @@ impl Registry {
         if buf.owner == Owner::Vm(vm.domain) {
             return Err(RegistryError::AlreadyExists(buf.uuid));
         }
-        let segs = SegList::new(req.segments, buf.size, &vm.mem.memory())
-            .map_err(RegistryError::Segments)?;
+        let mem = vm.mem.memory();
+        let segs = SegList::new(req.segments, buf.size, &mem).map_err(RegistryError::Segments)?;
+        self.check_not_window(vm, &mem, &segs)?;
+        drop(mem);
         let epoch = self.hold_attached(vm, &buf, segs.runs() as u64)?;
         // Destroyed, or the VM reset, since the maps said yes: as if the ATTACH came after.
-        if let Err(e) = buf.add_import(vm, segs, epoch) {
+        if let Err(e) = buf.add_import(vm, ImportView::Copy(segs), epoch) {
             self.unhold(vm.domain, &buf.uuid);
             return Err(e);
         }

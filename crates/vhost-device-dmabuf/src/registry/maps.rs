@@ -16,6 +16,7 @@ use super::buffer::{Buffer, BufferParts, Owner};
 use super::{lock, GuestPort, Quota, Registry, RegistryError, VmHandle};
 use crate::arbiter::DomainId;
 use crate::memory::GuestMem;
+use crate::shm::VmShm;
 
 /// How a domain holds a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,12 +158,25 @@ pub(super) fn uuid_from(
 }
 
 impl Registry {
-    /// Register a VM connection; its domain lives until [`Registry::remove_domain`].
+    /// Register a VM connection with no shared memory region; its domain lives until
+    /// [`Registry::remove_domain`].
     pub fn add_vm(
         &self,
         name: &str,
         mem: GuestMemoryAtomic<GuestMem>,
         port: Arc<dyn GuestPort>,
+    ) -> Arc<VmHandle> {
+        let shm = Arc::new(VmShm::new(0, self.limits.shm_reply_bound));
+        self.add_vm_with_shm(name, mem, port, shm)
+    }
+
+    /// Register a VM connection and its shared memory region.
+    pub fn add_vm_with_shm(
+        &self,
+        name: &str,
+        mem: GuestMemoryAtomic<GuestMem>,
+        port: Arc<dyn GuestPort>,
+        shm: Arc<VmShm>,
     ) -> Arc<VmHandle> {
         let domain = self.next_domain.fetch_add(1, Ordering::Relaxed);
         let vm = Arc::new(VmHandle {
@@ -171,6 +185,7 @@ impl Registry {
             mem,
             port,
             epoch: AtomicU64::new(0),
+            shm,
         });
         let d = Domain {
             vm: Some(vm.clone()),
@@ -238,6 +253,14 @@ impl Registry {
             (Some(_), _) => Err(RegistryError::Revoked(*uuid)),
             (None, _) => Err(RegistryError::NotFound(*uuid)),
         }
+    }
+
+    /// Whether `vm` holds `uuid` (in any role).
+    pub(super) fn holds(&self, vm: &VmHandle, uuid: &Uuid) -> bool {
+        lock(&self.inner)
+            .domains
+            .get(&vm.domain)
+            .is_some_and(|d| d.holdings.held.contains_key(uuid))
     }
 
     /// Register a new buffer under a fresh UUID: for a VM (`owner`), within its quotas; for the
@@ -363,17 +386,22 @@ impl Registry {
     }
 
     /// A domain departs: its holdings are emptied (its epoch moves on first, so work that
-    /// checked it before is undone), its own buffers leave the map.
-    pub(super) fn depart(&self, domain: DomainId, how: Departure) -> Departed {
+    /// checked it before is undone), its own buffers leave the map. Returns its VM, if it is
+    /// one.
+    pub(super) fn depart(
+        &self,
+        domain: DomainId,
+        how: Departure,
+    ) -> (Departed, Option<Arc<VmHandle>>) {
         let mut inner = lock(&self.inner);
-        let holdings = match inner.domains.get_mut(&domain) {
+        let (holdings, vm) = match inner.domains.get_mut(&domain) {
             Some(d) => {
                 if let Some(vm) = &d.vm {
                     vm.epoch.fetch_add(1, Ordering::SeqCst);
                 }
-                std::mem::take(&mut d.holdings)
+                (std::mem::take(&mut d.holdings), d.vm.clone())
             }
-            None => Holdings::default(),
+            None => (Holdings::default(), None),
         };
         let mut destroyed = Vec::new();
         let mut revoked_own = Vec::new();
@@ -387,10 +415,11 @@ impl Registry {
         if how == Departure::Gone {
             inner.domains.remove(&domain);
         }
-        Departed {
+        let departed = Departed {
             destroyed,
             revoked_own,
             others: inner.buffers.values().cloned().collect(),
-        }
+        };
+        (departed, vm)
     }
 }

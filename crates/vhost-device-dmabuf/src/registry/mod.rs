@@ -9,6 +9,7 @@
 //! | `maps.rs` | `Registry::inner` only | buffers by UUID, domains, holdings, visibility, quotas |
 //! | `buffer.rs` | one `Buffer::state` only | origin, imports, begin/end/grant, fences, revoke |
 //! | `guest.rs` | none itself | the guest requests (typed, from the protocol crate) |
+//! | `mapped.rs` | none itself | MAP, and the unmapping on every way a mapped import ends |
 //! | `host.rs` | none itself | host operations on a [`HostRange`], [`HostSession`] |
 //! | `timer.rs` | the timer's heap | the bounds of waiting begins |
 //!
@@ -23,6 +24,9 @@
 //!   taken under it (the timer's heap is filled after it is dropped).
 //! * Completions (a parked virtqueue request, a host client's reply) and REVOKED events are
 //!   collected under those locks and delivered after every registry lock is dropped.
+//! * Mappings in a VM's shared memory region (`crate::shm`) are made and removed through the
+//!   front-end, which answers only after it updated its own memory; the requests are waited for
+//!   with no registry lock held (`mapped.rs`), and a VM's `VmShm` lock is a leaf.
 //!
 //! An operation that needs both runs them one after the other: the maps first (is the buffer
 //! there, may this domain use it), then the buffer. What changes between the two is caught on
@@ -33,6 +37,7 @@ mod buffer;
 mod error;
 mod guest;
 mod host;
+mod mapped;
 mod maps;
 mod timer;
 
@@ -53,6 +58,7 @@ use vm_memory::GuestMemoryAtomic;
 use self::buffer::{Began, Buffer, Requester};
 pub use self::error::{chain, Quota, RegistryError};
 pub use self::host::{HostRange, HostSession, ShareRequest};
+pub use self::mapped::MapInfo;
 use self::maps::Departure;
 use crate::arbiter::Access;
 pub use crate::arbiter::DomainId;
@@ -60,6 +66,7 @@ use crate::fds::FdPlan;
 use crate::hostfile::{self, UdmabufError};
 pub use crate::limits::Limits;
 use crate::memory::GuestMem;
+use crate::shm::VmShm;
 
 /// Called once with the outcome of a parked begin.
 pub type Completion = Box<dyn FnOnce(Result<(), RegistryError>) + Send>;
@@ -84,6 +91,8 @@ pub struct VmHandle {
     /// Moves on at each reset: parked requests of an older epoch are not answered, and work
     /// begun before a reset is undone if it lands after it.
     pub epoch: AtomicU64,
+    /// Its shared memory region (mapped imports, spec section 13).
+    pub shm: Arc<VmShm>,
 }
 
 impl fmt::Debug for VmHandle {
@@ -147,6 +156,8 @@ pub struct BufferSummary {
     pub write_generation: u64,
     /// VMs that imported it.
     pub importers: u32,
+    /// Each importing VM's name and whether its import is mapped (else copied), by name.
+    pub importer_views: Vec<(String, bool)>,
     /// Coalesced segments (guest-backed) or 1 (host-backed).
     pub nr_segs: u32,
     /// The owning VM's name, or `host:<pid>`.
@@ -240,7 +251,9 @@ impl Registry {
     }
 
     fn depart_domain(&self, domain: DomainId, how: Departure) {
-        let departed = self.depart(domain, how);
+        let (departed, vm) = self.depart(domain, how);
+        // Other VMs' mappings of this domain's buffers go first (spec 13.5: before the reset
+        // completes, the owner's pages are no longer mapped anywhere).
         for buf in &departed.destroyed {
             self.destroy(buf, None);
             self.detach_exports(buf);
@@ -250,16 +263,25 @@ impl Registry {
         }
         let mut fired = Fired::new();
         for buf in &departed.others {
-            fired.extend(buf.drop_domain(domain, &self.stats));
+            // The departing domain's own mapped imports: see `unmap_departed`.
+            fired.extend(buf.drop_domain(domain, &self.stats).0);
         }
         fire(fired);
+        if let Some(vm) = vm {
+            self.unmap_departed(&vm, how);
+        }
     }
 
-    /// Destroy `buf` (already out of the map): fail its waiters, end its imports, tell the VMs
-    /// that imported it (and `also`, its owner on a REVOKE).
+    /// Destroy `buf` (already out of the map): fail its waiters, remove its mappings from the
+    /// importers' regions, end its imports, tell the VMs that imported it (and `also`, its owner
+    /// on a REVOKE).
     fn destroy(&self, buf: &Buffer, also: Option<Arc<VmHandle>>) {
         let (fired, importers) = buf.revoke();
-        let told: Vec<Arc<VmHandle>> = also.into_iter().chain(importers).collect();
+        self.unmap_revoked(&buf.uuid, &importers);
+        let told: Vec<Arc<VmHandle>> = also
+            .into_iter()
+            .chain(importers.into_iter().map(|(vm, _)| vm))
+            .collect();
         self.post_revoked(&buf.uuid, &told);
         fire(fired);
     }

@@ -283,3 +283,35 @@ fn read_errors_other_than_the_end_keep_their_cause() {
     assert_eq!(e.to_string(), "cannot read the request's header");
     assert!(std::error::Error::source(&e).is_some());
 }
+
+#[test]
+fn map_flags_reserved_and_truncation() {
+    let map = |flags: u32, reserved: u32| {
+        let body = MapReq {
+            uuid: [9; 16],
+            flags: flags.to_le(),
+            reserved: reserved.to_le(),
+        };
+        with(req::MAP, &body, &[])
+    };
+    assert_eq!(
+        read_header(&mut &hdr(req::MAP)[..]).unwrap(),
+        RequestType::Map
+    );
+    assert_eq!(decode(&map(0, 0)).unwrap(), Request::Map([9; 16]));
+    assert!(matches!(decode(&map(1, 0)), Err(DecodeError::MapFlags(1))));
+    assert_eq!(status(&map(1 << 31, 0)), Status::InvalidRequest);
+    assert!(matches!(
+        decode(&map(0, 5)),
+        Err(DecodeError::Reserved("MAP body"))
+    ));
+    let mut short = map(0, 0);
+    short.truncate(8 + 23);
+    assert!(matches!(
+        decode(&short),
+        Err(DecodeError::Truncated("body"))
+    ));
+    assert_eq!(RequestType::Map.response_len(), 32);
+    assert!(RequestType::Map.needs_import() && RequestType::Map.needs_map());
+    assert!(!RequestType::Attach.needs_map() && !RequestType::Sync.needs_map());
+}

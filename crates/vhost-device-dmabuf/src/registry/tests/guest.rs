@@ -381,7 +381,7 @@ fn work_that_lands_after_its_vms_reset_is_undone() {
     reg.reset_domain(c.domain);
     let segs = crate::memory::SegList::build([(0x300000, PAGE)], PAGE, &c.mem.memory()).unwrap();
     assert!(matches!(
-        buf.add_import(&c, segs, epoch),
+        buf.add_import(&c, super::super::buffer::ImportView::Copy(segs), epoch),
         Err(RegistryError::Cancelled)
     ));
     assert_eq!(reg.info(&v).unwrap().importers, 0);

@@ -275,9 +275,14 @@ class Fake:
         if off + b.len > self.a.shm_size:
             return resp(S_NO_SPACE)
         msg = struct.pack("<B7xQQQQ", 0, 0, off, b.len, 0 if b.ro else MAP_RW)
+        fd = b.fd
+        if b.ro and self.a.ro_fd:
+            fd = os.open(f"/proc/self/fd/{b.fd}", os.O_RDONLY)
         self.backend.sendmsg(
             [struct.pack("<III", BACKEND_SHMEM_MAP, FLAG_VERSION, len(msg)) + msg],
-            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", b.fd))])
+            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+        if fd != b.fd:
+            os.close(fd)
         self.shm_used[off] = b.len
         b.mapped_at = off
         log(f"MAP {uuid_str(b.uuid)}: {b.len} bytes at {off:#x}")
@@ -439,6 +444,8 @@ def main():
     ap.add_argument("--shm-size", type=size_arg, default=0)
     ap.add_argument("--buffer", action="append", default=[])
     ap.add_argument("--map-status", action="append", default=[])
+    ap.add_argument("--ro-fd", action="store_true",
+                    help="map read-only buffers from an O_RDONLY fd (else the memfd itself)")
     ap.add_argument("--keep-maps-at-stop", action="store_true",
                     help="send no SHMEM_UNMAP when the VMM stops the device")
     return Fake(ap.parse_args()).serve()

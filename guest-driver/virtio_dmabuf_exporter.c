@@ -561,7 +561,10 @@ vdmabuf_buffer_new(struct vdmabuf_device *dev, enum vdmabuf_kind kind,
 
 	if (!size)
 		return ERR_PTR(-EINVAL);
-	if (nr_pages > totalram_pages() || nr_pages > UINT_MAX)
+	if (nr_pages > UINT_MAX)
+		return ERR_PTR(-ENOMEM);
+	/* guest pages must fit into guest RAM; a mapped import need not */
+	if (backing == &vdmabuf_pages_backing && nr_pages > totalram_pages())
 		return ERR_PTR(-ENOMEM);
 
 	buf = kzalloc(sizeof(*buf), GFP_KERNEL);

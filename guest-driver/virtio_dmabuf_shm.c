@@ -48,11 +48,40 @@
 /* Longest sg entry of a mapped import's table (contiguous struct pages). */
 #define VDMABUF_SHM_SG_CHUNK		SZ_1G
 
+/*
+ * memremap_pages() needs CONFIG_ZONE_DEVICE (on in every Debian kernel);
+ * without it there are no mapped imports and IMPORT copies.
+ */
+#ifdef CONFIG_ZONE_DEVICE
+static void *vdmabuf_shm_memremap(struct vdmabuf_shm *shm, int nid)
+{
+	shm->pgmap.type = MEMORY_DEVICE_GENERIC;
+	shm->pgmap.range.start = shm->phys;
+	shm->pgmap.range.end = shm->phys + shm->len - 1;
+	shm->pgmap.nr_range = 1;
+	return memremap_pages(&shm->pgmap, nid);
+}
+
+static void vdmabuf_shm_memunmap(struct vdmabuf_shm *shm)
+{
+	memunmap_pages(&shm->pgmap);
+}
+#else
+static void *vdmabuf_shm_memremap(struct vdmabuf_shm *shm, int nid)
+{
+	return ERR_PTR(-EOPNOTSUPP);
+}
+
+static void vdmabuf_shm_memunmap(struct vdmabuf_shm *shm)
+{
+}
+#endif
+
 static void vdmabuf_shm_release(struct kref *ref)
 {
 	struct vdmabuf_shm *shm = container_of(ref, struct vdmabuf_shm, ref);
 
-	memunmap_pages(&shm->pgmap);
+	vdmabuf_shm_memunmap(shm);
 	release_mem_region(shm->phys, shm->len);
 	kfree(shm);
 }
@@ -103,11 +132,7 @@ static struct vdmabuf_shm *vdmabuf_shm_map(struct vdmabuf_device *dev,
 		goto err_free;
 	}
 
-	shm->pgmap.type = MEMORY_DEVICE_GENERIC;
-	shm->pgmap.range.start = phys;
-	shm->pgmap.range.end = phys + len - 1;
-	shm->pgmap.nr_range = 1;
-	vaddr = memremap_pages(&shm->pgmap, dev_to_node(&dev->vdev->dev));
+	vaddr = vdmabuf_shm_memremap(shm, dev_to_node(&dev->vdev->dev));
 	if (IS_ERR(vaddr)) {
 		ret = PTR_ERR(vaddr);
 		goto err_region;

@@ -11,8 +11,8 @@ of its own, with or without a shared memory region for mapped imports
   --buffer XX:SIZE:SEED[:ro]   a host buffer with UUID XXXXXXXX-XXXX-...-XX (the
                                byte XX sixteen times) of SIZE bytes, filled with
                                the tests' pattern for SEED (README.md, "Test
-                               pattern"); importable by LOOKUP + ATTACH (copied
-                               at SYNC START, written back at END) or MAP
+                               pattern"; z: zeros); importable by LOOKUP + ATTACH
+                               (copied at SYNC START, written back at END) or MAP
   --map-status XX:STATUS       answer MAP of buffer XX with this status
                                (15 UNSUPPORTED, 16 NO_SPACE, ...)
   --shm-size BYTES             offer shared memory region 0 (vhost-user SHMEM,
@@ -102,7 +102,8 @@ class Buffer:
         self.fd = os.memfd_create(f"fake-buf-{byte:02x}")
         os.ftruncate(self.fd, self.len)
         self.mem = mmap.mmap(self.fd, self.len)
-        self.mem[:size] = pattern(size, seed)
+        if seed is not None:
+            self.mem[:size] = pattern(size, seed)
         self.map_status = S_OK
         self.mapped_at = None      # offset in the region, while mapped
         self.unmapped = False      # revoked: the range is kept, unmapped
@@ -122,7 +123,8 @@ class Fake:
         self.shm_used = {}         # offset -> len
         for spec in a.buffer:
             f = spec.split(":")
-            b = Buffer(int(f[0], 16), size_arg(f[1]), int(f[2], 0),
+            b = Buffer(int(f[0], 16), size_arg(f[1]),
+                       None if f[2] == "z" else int(f[2], 0),
                        len(f) > 3 and f[3] == "ro")
             self.buffers[b.uuid] = b
         for spec in a.map_status:

@@ -192,6 +192,12 @@ hold_quit() {
     check "[$_t] holder $_n quit when told" "$_ok" 1
 }
 
+# req_line N0: the driver's debug line about a request's segment list (dynamic debug) among
+# the kernel log lines after line N0
+req_line() {
+    dmesg | tail -n +$(($1 + 1)) | grep -m1 -E ': [0-9]+ bytes of request data (in|need) [0-9]+ sg entries'
+}
+
 # devnode: 1 if /dev/virtio-dmabuf0 exists
 devnode() { if [ -e /dev/virtio-dmabuf0 ]; then echo 1; else echo 0; fi; }
 

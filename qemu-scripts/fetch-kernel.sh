@@ -229,6 +229,34 @@ run_depmod() { # root
     [[ -s "$root/lib/modules/$KVER/modules.dep" ]] || die "depmod wrote no modules.dep"
 }
 
+# The cache directory of one kernel: finish at once if it is complete; otherwise take its
+# lock (finishing if a concurrent run completed it meanwhile), drop leftovers of interrupted
+# runs and make TMP, the directory to build it in.
+claim_kernel_dir() { # key
+    if [[ -f "$DEST/.complete" ]]; then
+        debug "already unpacked in $DEST"
+        finish
+    fi
+    cache_lock "kernel-$1"
+    [[ -f "$DEST/.complete" ]] && finish
+    rm -rf "$DMABUF_CACHE/kernels/.$1".*
+    mkdir -p "$DMABUF_CACHE/kernels"
+    TMP="$(mktemp -d "$DMABUF_CACHE/kernels/.$1.XXXXXX")"
+}
+
+# Record what TMP holds, publish it as DEST atomically and finish.
+publish_kernel_dir() { # from-note
+    rm -rf "$TMP/debs"
+    printf '%s\nfrom suite: %s\nfetched: %s\n' "${PKGS[*]}" "$1" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$TMP/PACKAGES"
+    chmod 755 "$TMP"
+    touch "$TMP/.complete"
+    rm -rf "$DEST"
+    mv "$TMP" "$DEST"
+    trap - EXIT
+    log "unpacked into $DEST"
+    finish
+}
+
 # ---------------------------------------------------------------- 7.x: from the sid root
 
 fetch_sid_kernel() {
@@ -253,17 +281,9 @@ fetch_sid_kernel() {
     # shellcheck disable=SC2034 # printed by emit()
     MODDIR="$KROOT/lib/modules/$KVER"
     RESOLVED=""
-    if [[ -f "$DEST/.complete" ]]; then
-        debug "already unpacked in $DEST"
-        finish
-    fi
-    cache_lock "kernel-$key"
-    [[ -f "$DEST/.complete" ]] && finish
-    rm -rf "$DMABUF_CACHE/kernels/.$key".*
+    claim_kernel_dir "$key"
     PKGS=("linux-binary-$KVER=$KDEBVER" "linux-modules-$KVER=$KDEBVER" "linux-base-$KVER=$KDEBVER")
     log "$SERIES kernel: $KVER $KDEBVER ($suite, headers in the sid root)"
-    mkdir -p "$DMABUF_CACHE/kernels"
-    TMP="$(mktemp -d "$DMABUF_CACHE/kernels/.$key.XXXXXX")"
     dl="$(mktemp -d "$sid_root/var/tmp/kernel-dl.XXXXXX")"
     # shellcheck disable=SC2064 # expand now: the paths are fixed
     trap "rm -rf '$TMP' '$dl'" EXIT
@@ -275,19 +295,8 @@ fetch_sid_kernel() {
     unpack_kernel_debs "$TMP"
     [[ -f "$TMP/root/usr/lib/modules/$KVER/vmlinuz" ]] || die "vmlinuz missing from linux-binary-$KVER"
     run_depmod "$TMP/root"
-    rm -rf "$TMP/debs" "$dl"
-    cat > "$TMP/PACKAGES" <<EOF
-${PKGS[*]}
-from suite: $suite (headers and toolchain: sid root $sid_root)
-fetched: $(date -u +%Y-%m-%dT%H:%M:%SZ)
-EOF
-    chmod 755 "$TMP"
-    touch "$TMP/.complete"
-    rm -rf "$DEST"
-    mv "$TMP" "$DEST"
-    trap - EXIT
-    log "unpacked into $DEST"
-    finish
+    rm -rf "$dl"
+    publish_kernel_dir "$suite (headers and toolchain: sid root $sid_root)"
 }
 
 if kernel_series_is_sid "$SERIES"; then
@@ -323,15 +332,7 @@ VMLINUZ="$KROOT/boot/vmlinuz-$KVER"
 # shellcheck disable=SC2034 # printed by emit()
 MODDIR="$KROOT/lib/modules/$KVER"
 
-if [[ -f "$DEST/.complete" ]]; then
-    log "already unpacked in $DEST"
-    finish
-fi
-
-cache_lock "kernel-$KEY"
-[[ -f "$DEST/.complete" ]] && finish
-# Leftovers of an interrupted run (we hold the lock, so they are not in use).
-rm -rf "$DMABUF_CACHE/kernels/.$KEY".*
+claim_kernel_dir "$KEY"
 
 # The headers package's dependencies name the matching -common and kbuild packages.
 deps="$(papt_cache show "linux-headers-$KVER=$KDEBVER" 2>/dev/null | awk '/^Depends:/ {sub(/^Depends: */, ""); print; exit}')"
@@ -341,8 +342,6 @@ KBUILD_PKG="$(tr ',|' '\n\n' <<<"$deps" | awk '{print $1}' | grep -E '^linux-kbu
 [[ -n "$COMMON_PKG" && -n "$KBUILD_PKG" ]] || die "cannot find the -common/kbuild packages in: $deps"
 PKGS=("$IMAGE_PKG=$KDEBVER" "linux-headers-$KVER=$KDEBVER" "$COMMON_PKG=$KDEBVER" "$KBUILD_PKG=$KDEBVER")
 
-mkdir -p "$DMABUF_CACHE/kernels"
-TMP="$(mktemp -d "$DMABUF_CACHE/kernels/.$KEY.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$TMP/debs" "$TMP/root"
 log "downloading ${PKGS[*]}"
@@ -378,16 +377,4 @@ done
 [[ -f "$TMP/root/boot/vmlinuz-$KVER" ]] || die "vmlinuz-$KVER missing from $IMAGE_PKG"
 [[ -d "$TMP/root/lib/modules/$KVER" ]] || die "lib/modules/$KVER missing from $IMAGE_PKG"
 run_depmod "$TMP/root"
-rm -rf "$TMP/debs"
-cat > "$TMP/PACKAGES" <<EOF
-${PKGS[*]}
-from suite: $FROM_SUITE
-fetched: $(date -u +%Y-%m-%dT%H:%M:%SZ)
-EOF
-chmod 755 "$TMP"
-touch "$TMP/.complete"
-rm -rf "$DEST"
-mv "$TMP" "$DEST"
-trap - EXIT
-log "unpacked into $DEST"
-finish
+publish_kernel_dir "$FROM_SUITE"

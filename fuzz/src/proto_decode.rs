@@ -154,7 +154,7 @@ fn check_error(e: &DecodeError) {
 
 fn control(op: u32, has_fd: bool, payload: &[u8]) {
     let decoded = decode_request(op, payload, has_fd);
-    let takes_fd = matches!(op, op::SHARE | op::READ_INTO);
+    let takes_fd = matches!(op, op::SHARE | op::READ_INTO | op::SET_TARGET);
     match &decoded {
         Err(CtlError::UnknownOp(o)) => assert!(*o == op && !(op::SHARE..=op::REVOKE).contains(&op)),
         Err(CtlError::FdMissing(_)) => assert!(takes_fd && !has_fd),
@@ -180,7 +180,8 @@ fn control(op: u32, has_fd: bool, payload: &[u8]) {
                 (&span.uuid[..], span.offset, span.len)
             );
         }
-        CtlRequest::ReadInto { span, fd_offset } => {
+        CtlRequest::SetTarget => assert!(payload.is_empty()),
+        CtlRequest::ReadInto { span, fd_offset } | CtlRequest::ReadTarget { span, fd_offset } => {
             assert_eq!(payload.len(), 40);
             assert_eq!(span.len, le64(payload, 24));
             assert_eq!(fd_offset % 4096, 0);

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use virtio_dmabuf_proto::control::{
-    encode_name, op, BufInfo, CtlRange, CtlReqHdr, CtlRespHdr, CtlUuid, Generation, PathResp,
-    ShareReq, WaitWriteReq, MAGIC, MAX_PAYLOAD,
+    encode_name, op, BufInfo, CtlRange, CtlReqHdr, CtlRespHdr, CtlUuid, Generation, ImporterInfo,
+    PathResp, ShareReq, WaitWriteReq, MAGIC, MAX_PAYLOAD,
 };
 use virtio_dmabuf_proto::virtio::Uuid;
 use virtio_dmabuf_proto::Status;
@@ -20,7 +20,7 @@ use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 use dmabuf_sys_util::memfd;
 
 use crate::error::{ArgumentError, ClientError, ProtocolError, Result};
-use crate::types::{timeout_ms, Access, BufferInfo, ShareFlags};
+use crate::types::{timeout_ms, Access, BufferInfo, Importer, ShareFlags};
 
 /// Largest response payload accepted. Data frames stay within [`MAX_PAYLOAD`], but a LIST is
 /// not split: with many VMs at their buffer quota it may be larger (80 bytes per buffer).
@@ -312,12 +312,24 @@ impl Client {
     }
 
     /// One buffer's description.
+    /// One buffer's description, with each importer and the kind of its import.
     pub fn info(&mut self, uuid: &Uuid) -> Result<BufferInfo> {
         let r = self.call_ok(op::INFO, &[CtlUuid { uuid: *uuid }.as_slice()], None)?;
-        Ok(BufferInfo::from(&decode::<BufInfo>(
-            "INFO response",
-            &r.payload,
-        )?))
+        let head = size_of::<BufInfo>();
+        let entry = size_of::<ImporterInfo>();
+        if r.payload.len() < head || !(r.payload.len() - head).is_multiple_of(entry) {
+            return Err(ClientError::Protocol(ProtocolError::Size {
+                what: "INFO response",
+                got: r.payload.len(),
+                expected: head,
+            }));
+        }
+        let mut info = BufferInfo::from(&decode::<BufInfo>("INFO response", &r.payload[..head])?);
+        for c in r.payload[head..].chunks_exact(entry) {
+            info.importer_list
+                .push(Importer::from(&decode::<ImporterInfo>("INFO importer", c)?));
+        }
+        Ok(info)
     }
 
     /// Begin CPU access to `offset..offset + len`, waiting at most `timeout` (`None`: the
@@ -389,6 +401,29 @@ impl Client {
         let r = range(uuid, offset, len, 0, fd_page_offset);
         let reply = self.call_ok(op::READ_INTO, &[r.as_slice()], Some(file.as_raw_fd()))?;
         let p: PathResp = decode("READ_INTO response", &reply.payload)?;
+        Ok(u64::from_le(p.copied))
+    }
+
+    /// Make `file` (a sealed memfd or a dma-buf this client can write) this connection's READ
+    /// target: the daemon maps it once and keeps it mapped until another SET_TARGET or the end
+    /// of the connection, so [`Client::read_target`] costs one copy and no mapping.
+    pub fn set_read_target(&mut self, file: &File) -> Result<()> {
+        self.call_ok(op::SET_TARGET, &[], Some(file.as_raw_fd()))?;
+        Ok(())
+    }
+
+    /// Have the daemon copy a held range into the target of [`Client::set_read_target`] at
+    /// byte `fd_page_offset * 4096`. Returns the bytes copied.
+    pub fn read_target(
+        &mut self,
+        uuid: &Uuid,
+        offset: u64,
+        len: u64,
+        fd_page_offset: u32,
+    ) -> Result<u64> {
+        let r = range(uuid, offset, len, 0, fd_page_offset);
+        let reply = self.call_ok(op::READ_TARGET, &[r.as_slice()], None)?;
+        let p: PathResp = decode("READ_TARGET response", &reply.payload)?;
         Ok(u64::from_le(p.copied))
     }
 

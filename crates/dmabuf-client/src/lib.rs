@@ -52,7 +52,7 @@ pub use client::{Client, Reply};
 /// The dma-buf CPU-access bracket and sealed memfds, from the helpers the daemon uses too.
 pub use dmabuf_sys_util::{dma_buf, memfd};
 pub use error::{status_hint, ArgumentError, ClientError, ProtocolError};
-pub use types::{Access, BufferFlags, BufferInfo, ShareFlags};
+pub use types::{Access, BufferFlags, BufferInfo, Importer, ShareFlags};
 pub use virtio_dmabuf_proto::control::MAX_PAYLOAD;
 pub use virtio_dmabuf_proto::virtio::Uuid;
 pub use virtio_dmabuf_proto::Status;

@@ -4,7 +4,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use virtio_dmabuf_proto::control::{buf_flags, BufInfo, INFO_REVOKED, NAME_LEN};
+use virtio_dmabuf_proto::control::{
+    buf_flags, import_kind, BufInfo, ImporterInfo, INFO_REVOKED, NAME_LEN,
+};
 use virtio_dmabuf_proto::virtio::{sync_flags, Uuid};
 
 /// Flags of a SHARE.
@@ -135,10 +137,32 @@ pub struct BufferInfo {
     pub flags: BufferFlags,
     /// VMs that imported it.
     pub importers: u32,
+    /// How many of them have it mapped in place (the others have a copy).
+    pub mapped: u32,
+    /// INFO only: each importing VM and how it imported (LIST leaves this empty).
+    pub importer_list: Vec<Importer>,
     /// Coalesced segments (guest-backed) or 1 (host-backed).
     pub segments: u32,
     /// The owning VM's name, or `host:<pid>` for host shares.
     pub owner: String,
+}
+
+/// One VM that imported a buffer, as INFO lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Importer {
+    /// The VM's name.
+    pub vm: String,
+    /// Mapped in place in the VM's shared memory region (else a copy in its own pages).
+    pub mapped: bool,
+}
+
+impl From<&ImporterInfo> for Importer {
+    fn from(w: &ImporterInfo) -> Importer {
+        Importer {
+            vm: owner_text(&w.name),
+            mapped: u32::from_le(w.kind) == import_kind::MAPPED,
+        }
+    }
 }
 
 impl From<&BufInfo> for BufferInfo {
@@ -149,6 +173,8 @@ impl From<&BufInfo> for BufferInfo {
             write_generation: u64::from_le(w.write_generation),
             flags: BufferFlags::from_bits(u32::from_le(w.flags)),
             importers: u32::from_le(w.importers),
+            mapped: u32::from_le(w.mapped),
+            importer_list: Vec::new(),
             segments: u32::from_le(w.nr_segs),
             owner: owner_text(&w.owner),
         }
@@ -180,13 +206,28 @@ mod tests {
             flags: (buf_flags::READ_ONLY | buf_flags::HOST_BACKED | INFO_REVOKED).to_le(),
             importers: 2u32.to_le(),
             nr_segs: 1u32.to_le(),
-            reserved: 0,
+            mapped: 1u32.to_le(),
             owner,
         };
         let i = BufferInfo::from(&w);
         assert_eq!(i.size, 8192);
         assert_eq!(i.write_generation, 3);
         assert_eq!(i.owner, "host:123");
+        assert_eq!((i.importers, i.mapped), (2, 1));
+        let mut name = [0u8; NAME_LEN];
+        name[..3].copy_from_slice(b"vm1");
+        let e = ImporterInfo {
+            name,
+            kind: import_kind::MAPPED.to_le(),
+            reserved: 0,
+        };
+        assert_eq!(
+            Importer::from(&e),
+            Importer {
+                vm: "vm1".into(),
+                mapped: true
+            }
+        );
         assert!(i.flags.read_only && i.flags.host_backed && i.flags.revoked);
         assert!(!i.flags.host_only);
         assert_eq!(i.flags.to_string(), "read-only,host-backed,revoked");

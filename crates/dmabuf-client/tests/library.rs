@@ -428,6 +428,50 @@ fn read_into_copies_into_a_client_memfd() {
 }
 
 #[test]
+fn read_target_keeps_the_client_memfd_mapped_across_reads() {
+    let d = Daemon::start();
+    let mut c = d.client();
+    let data = pattern(12, 0, 3 * PAGE as usize);
+    let (uuid, _m) = c.share_bytes(&data, ShareFlags::default(), &[]).unwrap();
+    c.begin(&uuid, 0, 3 * PAGE, Access::Write, None).unwrap();
+    assert_eq!(
+        status_of(c.read_target(&uuid, 0, PAGE, 0)),
+        Status::InvalidRequest,
+        "no target set yet"
+    );
+    let unsealed = memfd("unsealed", 4 * PAGE).unwrap();
+    assert_eq!(
+        status_of(c.set_read_target(&unsealed)),
+        Status::InvalidRequest
+    );
+    let target = sealed_memfd("target", 4 * PAGE).unwrap();
+    c.set_read_target(&target).unwrap();
+    // Two reads into the same target; the second sees the bytes written in between.
+    assert_eq!(c.read_target(&uuid, 5, 2 * PAGE, 1).unwrap(), 2 * PAGE);
+    let mut got = vec![0u8; 2 * PAGE as usize];
+    target.read_exact_at(&mut got, PAGE).unwrap();
+    assert_eq!(got, &data[5..5 + 2 * PAGE as usize]);
+    c.write(&uuid, 5, b"changed").unwrap();
+    assert_eq!(c.read_target(&uuid, 5, 7, 0).unwrap(), 7);
+    let mut again = [0u8; 7];
+    target.read_exact_at(&mut again, 0).unwrap();
+    assert_eq!(&again, b"changed");
+    assert_eq!(
+        status_of(c.read_target(&uuid, 0, 2 * PAGE, 3)),
+        Status::InvalidSize,
+        "past the target's end"
+    );
+    // A read-only fd is refused as a target.
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&target));
+    let read_only = std::fs::File::open(path).unwrap();
+    assert_eq!(
+        status_of(c.set_read_target(&read_only)),
+        Status::PermissionDenied
+    );
+    c.end(&uuid, 0, 3 * PAGE, Access::Write).unwrap();
+}
+
+#[test]
 fn export_of_a_host_backed_buffer_is_unsupported() {
     let d = Daemon::start();
     let mut c = d.client();

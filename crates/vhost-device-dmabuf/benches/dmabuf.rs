@@ -6,9 +6,13 @@
 //! daemon's own copy counters can be read). Ours and the floor are measured in interleaved rounds
 //! and reported as medians, because shared machines are noisy (docs/performance.md).
 //!
-//! `BENCH_ROUNDS` (default 15) scales the run; `BENCH_ONLY=rtt` stops after the round trips;
-//! `BENCH_POLL_US` sets the daemon's polling window (default 32 µs, the daemon's default; 0
-//! measures the daemon without polling).
+//! `BENCH_ROUNDS` (default 15) scales the run; `BENCH_ONLY=rtt` stops after the round trips,
+//! `BENCH_ONLY=scale` runs only the many-VM part (`BENCH_SCALE_VMS`, default 32, with
+//! `BENCH_SCALE_BUFFERS` buffers each, default 1000); `BENCH_POLL_US` sets the daemon's polling
+//! window (default 32 µs, the daemon's default; 0 measures the daemon without polling).
+
+#[path = "common/extra.rs"]
+mod extra;
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -244,8 +248,26 @@ fn ok(s: Status) {
     assert_eq!(s, Status::Ok);
 }
 
+/// The many-VM part: prints its summary line.
+fn bench_scale(rounds: usize) {
+    let nvms: usize = env_or("BENCH_SCALE_VMS", 32);
+    let per_vm: usize = env_or("BENCH_SCALE_BUFFERS", 1000);
+    let dir = std::env::temp_dir().join(format!("dmabuf-bench-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    println!("one daemon, {nvms} VMs x {per_vm} buffers (scheduler placement)");
+    let (ratio, idle) = extra::scale(&dir, nvms, per_vm, rounds.min(10));
+    println!(
+        "bench-scale: vms={nvms} buffers={} sync_p50_ratio={ratio:.2} idle_cpu_pct={idle:.2}",
+        nvms * per_vm
+    );
+}
+
 fn main() {
     let rounds: usize = env_or("BENCH_ROUNDS", 15);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("scale") {
+        bench_scale(rounds);
+        return;
+    }
     let (registry, sock) = start_daemon("main");
     // The harness waits like a halted vCPU (a blocking read of the call eventfd), as the
     // floor's threads do.
@@ -527,13 +549,22 @@ fn main() {
         session.end(&whole).unwrap();
     }
     let copied_in_process = registry.stats.copied_bytes.load(Ordering::Relaxed) - before;
-    // The one-copy fallback: the range copied into a memfd the client supplies.
+    // The one-copy fallback: the range copied into a memfd the client supplies, mapped per
+    // call (READ_INTO) and kept mapped by the connection (SET_TARGET + READ_TARGET), each
+    // round against a memcpy of the same size.
     let ctl_domain = registry.add_host_domain();
+    let kept = registry.read_target(target.try_clone().unwrap()).unwrap();
+    let (mut kept_bps, mut mc2) = (Vec::new(), Vec::new());
     for _ in 0..rounds.min(7) {
         registry.host_begin(ctl_domain, &whole, 0).unwrap();
         let t = Instant::now();
         let s = registry.host_read_into(ctl_domain, &whole, target.try_clone().unwrap(), 0);
         onecopy.push(size as f64 / t.elapsed().as_secs_f64());
+        s.unwrap();
+        mc2.push(memcpy_bps(&src, &mut sink, 3));
+        let t = Instant::now();
+        let s = registry.host_read_into_target(ctl_domain, &whole, &kept, 0);
+        kept_bps.push(size as f64 / t.elapsed().as_secs_f64());
         s.unwrap();
         registry.host_end(ctl_domain, &whole).unwrap();
     }
@@ -550,19 +581,40 @@ fn main() {
     println!("  (b) udmabuf export                          {udmabuf}");
     let oc = median(&mut onecopy);
     println!(
-        "  (c) one copy into the client's memfd       {:>8.2}   {:>6.2}       {size} per read",
+        "  (c) one copy, memfd mapped per call        {:>8.2}   {:>6.2}       {size} per read",
         oc / 1e9,
         oc / m
+    );
+    let m2 = median(&mut mc2);
+    let kb = median(&mut kept_bps);
+    let fallback_ratio = kb / m2;
+    println!(
+        "  (d) one copy, memfd kept mapped (target) {:>8.2}   {:>6.2}       {size} per read",
+        kb / 1e9,
+        fallback_ratio
     );
     println!(
         "  floor: memcpy 64 MiB                       {:>8.2}",
         m / 1e9
     );
+    drop(kept);
     registry.remove_domain(ctl_domain);
+
+    // ---------------------------------------------------------------- mapped import
+    println!();
+    let dir = std::env::temp_dir().join(format!("dmabuf-bench-mapped-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mapped_copied = extra::mapped_copied_bytes(&registry, &dir);
+    println!(
+        "mapped import of a 64 MiB host buffer, 3 x (START READ, END, START WRITE, END): the \
+         daemon copied {mapped_copied} bytes"
+    );
+    println!();
+    bench_scale(rounds);
 
     println!();
     println!(
-        "bench: rtt_p50_ratio={rtt_p50_ratio:.2} rtt_p99_ratio={rtt_p99_ratio:.2} copy_ratio_4k={:.3} copy_ratio_1m={:.2} copy_ratio_64m={:.2} ns_per_page={ns_per_page:.1} copied_bytes_guest_read={copied_in_process}",
+        "bench: rtt_p50_ratio={rtt_p50_ratio:.2} rtt_p99_ratio={rtt_p99_ratio:.2} copy_ratio_4k={:.3} copy_ratio_1m={:.2} copy_ratio_64m={:.2} ns_per_page={ns_per_page:.1} copied_bytes_guest_read={copied_in_process} mapped_copied_bytes={mapped_copied} fallback_copy_ratio_64m={fallback_ratio:.2}",
         copy_ratio[0], copy_ratio[1], copy_ratio[2]
     );
 }

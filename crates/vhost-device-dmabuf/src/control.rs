@@ -27,6 +27,7 @@ use vm_memory::ByteValued;
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
 use crate::arbiter::DomainId;
+use crate::hostfile::HostFile;
 use crate::ratelimit::RateLimit;
 use crate::registry::{chain, BufferSummary, HostRange, Registry, RegistryError, ShareRequest};
 
@@ -209,6 +210,7 @@ fn accept(registry: &Arc<Registry>, mut stream: UnixStream, clients: &Arc<Atomic
                 domain,
                 pid,
                 stream: &mut stream,
+                target: None,
             };
             if let Err(e) = conn.run() {
                 debug!("control: pid {pid}: {e}");
@@ -248,6 +250,8 @@ struct Connection<'a> {
     domain: DomainId,
     pid: i32,
     stream: &'a mut UnixStream,
+    /// SET_TARGET's file, mapped until replaced or the connection closes (READ_TARGET).
+    target: Option<HostFile>,
 }
 
 /// Whether the peer closed its end (checked while a BEGIN waits).
@@ -358,9 +362,30 @@ fn buf_info(s: &BufferSummary) -> BufInfo {
         flags: flags.to_le(),
         importers: s.importers.to_le(),
         nr_segs: s.nr_segs.to_le(),
-        reserved: 0,
+        mapped: u32::try_from(s.importer_views.iter().filter(|(_, m)| *m).count())
+            .unwrap_or(u32::MAX)
+            .to_le(),
         owner,
     }
+}
+
+/// INFO: the buffer, then each importer and the kind of its import.
+fn info_payload(s: &BufferSummary) -> Vec<u8> {
+    let mut out = buf_info(s).as_slice().to_vec();
+    for (name, mapped) in &s.importer_views {
+        let kind = if *mapped {
+            ctl::import_kind::MAPPED
+        } else {
+            ctl::import_kind::COPIED
+        };
+        let entry = ctl::ImporterInfo {
+            name: ctl::encode_name(name).unwrap_or([0; NAME_LEN]),
+            kind: kind.to_le(),
+            reserved: 0,
+        };
+        out.extend_from_slice(entry.as_slice());
+    }
+    out
 }
 
 impl Connection<'_> {
@@ -459,7 +484,7 @@ impl Connection<'_> {
             }
             CtlRequest::Info(uuid) => {
                 let s = reg.info(&uuid).ok_or(RegistryError::NotFound(uuid))?;
-                Ok(Reply::with(buf_info(&s).as_slice()))
+                Ok(Reply::with(&info_payload(&s)))
             }
             CtlRequest::Begin {
                 span,
@@ -490,6 +515,28 @@ impl Connection<'_> {
                 };
                 let range = HostRange::read(&span.uuid, span.offset, span.len);
                 reg.host_read_into(domain, &range, file, fd_offset)?;
+                let resp = PathResp {
+                    path: access_path::COPY_INTO_FD.to_le(),
+                    reserved: 0,
+                    copied: span.len.to_le(),
+                };
+                Ok(Reply::with(resp.as_slice()))
+            }
+            CtlRequest::SetTarget => {
+                let Some(file) = fd.next() else {
+                    return Err(Refusal::Decode(CtlError::FdMissing(f.op)));
+                };
+                // The old target is unmapped first: one per connection.
+                self.target = None;
+                self.target = Some(reg.read_target(file)?);
+                Ok(Reply::empty())
+            }
+            CtlRequest::ReadTarget { span, fd_offset } => {
+                let Some(target) = &self.target else {
+                    return Err(Refusal::Decode(CtlError::NoTarget));
+                };
+                let range = HostRange::read(&span.uuid, span.offset, span.len);
+                reg.host_read_into_target(domain, &range, target, fd_offset)?;
                 let resp = PathResp {
                     path: access_path::COPY_INTO_FD.to_le(),
                     reserved: 0,

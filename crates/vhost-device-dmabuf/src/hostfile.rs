@@ -125,6 +125,15 @@ fn last_error(what: &'static str) -> HostFileError {
 impl HostFile {
     /// Validate `file` and map its first `size` bytes.
     pub fn new(file: File, size: u64) -> Result<HostFile, HostFileError> {
+        HostFile::open(file, Some(size))
+    }
+
+    /// Validate `file` and map all of it (a READ_TARGET target).
+    pub fn new_whole(file: File) -> Result<HostFile, HostFileError> {
+        HostFile::open(file, None)
+    }
+
+    fn open(file: File, size: Option<u64>) -> Result<HostFile, HostFileError> {
         let fd = file.as_raw_fd();
         // SAFETY: `fstatfs` writes into the zeroed struct we own; `fd` is open for the call.
         let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
@@ -159,6 +168,7 @@ impl HostFile {
         } else {
             return Err(HostFileError::WrongKind);
         };
+        let size = size.unwrap_or(file_size);
         if size == 0 || size > file_size {
             return Err(HostFileError::BadSize { size, file_size });
         }
@@ -197,6 +207,11 @@ impl HostFile {
     /// A duplicate of the file (to hand to the VMM for a mapping).
     pub fn dup_file(&self) -> io::Result<File> {
         self.file.try_clone()
+    }
+
+    /// Bytes mapped.
+    pub fn size(&self) -> u64 {
+        self.map.size() as u64
     }
 
     /// Memfd or dma-buf.

@@ -594,6 +594,11 @@ impl VhostUserBackend for DmabufBackend {
     }
 
     fn acked_features(&self, features: u64) {
+        debug!(
+            "{}: features offered {:#x}, acked {features:#x}",
+            self.0.vm.name,
+            self.features()
+        );
         self.0.acked_features.store(features, Ordering::Relaxed);
         self.0.vm.shm.set_driver_features(features);
     }

@@ -128,8 +128,22 @@ fn host_buffer_is_read_and_written_in_place() {
         size: data.len() as u64,
     };
     assert_eq!(a.attach(&u, &copy).unwrap(), Status::AlreadyExists);
+    let mut b = Vm::connect(&d.vm_socket("b"), VmOptions::default()).unwrap();
+    let bcopy = b.alloc_buffer(3 * PAGE, false).unwrap();
+    let bcopy = dmabuf_harness::GuestBuffer {
+        segs: vec![(bcopy.segs[0].0, data.len() as u64)],
+        size: data.len() as u64,
+    };
+    assert_eq!(b.attach(&u, &bcopy).unwrap(), Status::Ok);
     let info = host.info(&u).unwrap();
-    assert_eq!(info.importers, 1);
+    assert_eq!((info.importers, info.mapped), (2, 1));
+    let kinds: Vec<(String, bool)> = info
+        .importer_list
+        .iter()
+        .map(|i| (i.vm.clone(), i.mapped))
+        .collect();
+    assert_eq!(kinds, vec![("a".to_owned(), true), ("b".to_owned(), false)]);
+    assert_eq!(host.list().unwrap()[0].mapped, 1);
 
     // RELEASE: the mapping is gone when the answer comes.
     assert_eq!(a.release(&u).unwrap(), Status::Ok);

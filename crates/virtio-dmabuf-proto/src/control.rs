@@ -46,6 +46,11 @@ pub mod op {
     pub const WAIT_WRITE: u32 = 10;
     /// Revoke a buffer: importers are detached and notified, later lookups fail.
     pub const REVOKE: u32 = 11;
+    /// Keep the attached fd (a memfd or dma-buf of the client's) mapped as this connection's
+    /// target for READ_TARGET, until replaced or the connection closes.
+    pub const SET_TARGET: u32 = 12;
+    /// Copy a held range into the connection's target (READ_INTO without mapping per call).
+    pub const READ_TARGET: u32 = 13;
 }
 
 /// `ShareReq::flags` and `BufInfo::flags` (same values as the virtio `buf_flags`).
@@ -148,10 +153,31 @@ pub struct BufInfo {
     pub importers: u32,
     /// Coalesced segments (guest-backed) or 1 (host-backed).
     pub nr_segs: u32,
-    /// Zero.
-    pub reserved: u32,
+    /// How many of the importers have it mapped in place (device spec section 13); the others
+    /// have a copy.
+    pub mapped: u32,
     /// Owner: the VM name, or `host:<pid>` for host shares (NUL-padded).
     pub owner: [u8; NAME_LEN],
+}
+
+/// INFO lists each importer after the [`BufInfo`] (40 bytes each).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImporterInfo {
+    /// The importing VM's name (NUL-padded).
+    pub name: [u8; NAME_LEN],
+    /// One of [`import_kind`].
+    pub kind: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+/// How a VM imported a buffer (`ImporterInfo::kind`).
+pub mod import_kind {
+    /// A copy in the VM's own pages, brought up to date at fence points.
+    pub const COPIED: u32 = 1;
+    /// The origin mapped in place in the VM's shared memory region.
+    pub const MAPPED: u32 = 2;
 }
 
 /// EXPORT and READ_INTO response payload: how the data was reached.
@@ -200,6 +226,7 @@ wire_struct!(
     CtlRange,
     WaitWriteReq,
     BufInfo,
+    ImporterInfo,
     PathResp,
     Generation
 );
@@ -212,6 +239,7 @@ const _: () = {
     assert!(size_of::<CtlRange>() == 40);
     assert!(size_of::<WaitWriteReq>() == 32);
     assert!(size_of::<BufInfo>() == 80);
+    assert!(size_of::<ImporterInfo>() == 40);
     assert!(size_of::<PathResp>() == 16);
     assert!(size_of::<Generation>() == 8);
 };

@@ -17,7 +17,7 @@ use vm_memory::VolatileSlice;
 use super::buffer::{BufferParts, Origin, Owner, Requester, VmAccess};
 use super::{fire, BufferSummary, Completion, Registry, RegistryError, SyncOutcome};
 use crate::arbiter::{Access, DomainId};
-use crate::hostfile::HostFile;
+use crate::hostfile::{HostFile, HostFileError};
 use crate::memory::copy_slices;
 
 /// A byte range of a buffer and the direction of a host domain's access to it.
@@ -219,7 +219,8 @@ impl Registry {
         self.count_copied(r)
     }
 
-    /// Copy a held range into a host file at `file_offset` (one copy into the client's memfd).
+    /// Copy a held range into a host file at `file_offset` (one copy into the client's memfd,
+    /// mapped for this call).
     pub fn host_read_into(
         &self,
         domain: DomainId,
@@ -229,15 +230,36 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let dst = HostFile::new(file, file_offset.saturating_add(range.len))
             .map_err(RegistryError::ReadIntoTarget)?;
+        self.host_read_into_target(domain, range, &dst, file_offset)
+    }
+
+    /// Check a READ_TARGET target once, when a client sets it: a sealed memfd or a dma-buf the
+    /// daemon can write, mapped whole for as long as the caller keeps it.
+    pub fn read_target(&self, file: File) -> Result<HostFile, RegistryError> {
+        let dst = HostFile::new_whole(file).map_err(RegistryError::ReadIntoTarget)?;
+        if !dst.writable() {
+            return Err(RegistryError::ReadIntoReadOnly);
+        }
+        Ok(dst)
+    }
+
+    /// Copy a held range into `dst` at `file_offset`: the one-copy path, into a mapping the
+    /// caller keeps across calls (its pages stay faulted in, so a read costs one memcpy).
+    pub fn host_read_into_target(
+        &self,
+        domain: DomainId,
+        range: &HostRange,
+        dst: &HostFile,
+        file_offset: u64,
+    ) -> Result<(), RegistryError> {
         if !dst.writable() {
             return Err(RegistryError::ReadIntoReadOnly);
         }
         let target = dst
             .slice(file_offset, range.len)
-            .ok_or(RegistryError::Range(crate::memory::MemError::OutOfRange {
-                offset: file_offset,
-                len: range.len,
+            .ok_or(RegistryError::ReadIntoTarget(HostFileError::BadSize {
                 size: file_offset.saturating_add(range.len),
+                file_size: dst.size(),
             }))?;
         dst.prefault_for_write(file_offset, range.len);
         dst.begin_cpu_access(CpuAccess::Write)

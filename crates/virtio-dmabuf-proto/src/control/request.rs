@@ -74,6 +74,15 @@ pub enum CtlRequest<'a> {
         /// Byte offset in the fd (a multiple of 4096).
         fd_offset: u64,
     },
+    /// SET_TARGET: the frame's fd becomes the connection's READ_TARGET target.
+    SetTarget,
+    /// READ_TARGET into the connection's target at byte `fd_offset`.
+    ReadTarget {
+        /// The range.
+        span: CtlSpan,
+        /// Byte offset in the target (a multiple of 4096).
+        fd_offset: u64,
+    },
     /// WRITE `data` at `offset`.
     Write {
         /// The buffer.
@@ -155,6 +164,9 @@ pub enum CtlError {
         /// Data bytes that followed.
         data: usize,
     },
+    /// READ_TARGET on a connection that set no target (SET_TARGET).
+    #[error("READ_TARGET without a target set")]
+    NoTarget,
 }
 
 impl CtlError {
@@ -227,8 +239,8 @@ fn access_dir(flags: u32) -> Result<Direction, CtlError> {
 
 /// Decode the request of a frame whose header carried `op`; `has_fd` tells whether an fd came.
 pub fn decode_request(op: u32, p: &[u8], has_fd: bool) -> Result<CtlRequest<'_>, CtlError> {
-    let takes_fd = matches!(op, op::SHARE | op::READ_INTO);
-    let known = (op::SHARE..=op::REVOKE).contains(&op);
+    let takes_fd = matches!(op, op::SHARE | op::READ_INTO | op::SET_TARGET);
+    let known = (op::SHARE..=op::READ_TARGET).contains(&op);
     if !known {
         return Err(CtlError::UnknownOp(op));
     }
@@ -273,17 +285,21 @@ pub fn decode_request(op: u32, p: &[u8], has_fd: bool) -> Result<CtlRequest<'_>,
             }
             Ok(CtlRequest::Read(s))
         }
-        op::READ_INTO => {
+        op::READ_INTO | op::READ_TARGET => {
             let r: CtlRange = exact(op, p)?;
             if r.flags != 0 {
                 return Err(CtlError::NotZero("flags", op));
             }
             let fd_offset = u64::from(u32::from_le(r.arg)) * 4096;
-            Ok(CtlRequest::ReadInto {
-                span: span(&r),
-                fd_offset,
+            let span = span(&r);
+            Ok(if op == op::READ_INTO {
+                CtlRequest::ReadInto { span, fd_offset }
+            } else {
+                CtlRequest::ReadTarget { span, fd_offset }
             })
         }
+        op::SET_TARGET if p.is_empty() => Ok(CtlRequest::SetTarget),
+        op::SET_TARGET => Err(CtlError::PayloadSize { op, got: p.len() }),
         op::WRITE => {
             let r: CtlRange = prefix(op, p)?;
             if r.flags != 0 || r.arg != 0 {

@@ -189,7 +189,7 @@ pub(crate) fn info(ctx: &mut Ctx, uuid: &Uuid) -> Result<(), CliError> {
     let b = ctx.client.info(uuid).map_err(at("info"))?;
     let text = format!(
         "uuid={}\nsize={}\nowner={}\nflags={}\nread_only={}\nhost_only={}\nhost_backed={}\n\
-         revoked={}\nimporters={}\nsegments={}\nwrite_generation={}\n",
+         revoked={}\nimporters={}\nmapped_importers={}\nsegments={}\nwrite_generation={}\n",
         format_uuid(&b.uuid),
         b.size,
         b.owner,
@@ -199,9 +199,16 @@ pub(crate) fn info(ctx: &mut Ctx, uuid: &Uuid) -> Result<(), CliError> {
         u8::from(b.flags.host_backed),
         u8::from(b.flags.revoked),
         b.importers,
+        b.mapped,
         b.segments,
         b.write_generation
     );
+    // One line per importer: how it reaches the bytes (spec 13.6).
+    let mut text = text;
+    for i in &b.importer_list {
+        let kind = if i.mapped { "mapped" } else { "copied" };
+        text.push_str(&format!("importer={} {kind}\n", i.vm));
+    }
     print_out("info", &text)
 }
 

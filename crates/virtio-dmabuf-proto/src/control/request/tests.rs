@@ -45,7 +45,31 @@ fn headers() {
 #[test]
 fn fds_and_unknown_ops() {
     assert_eq!(status(0, &[], false), Status::InvalidRequest);
-    assert_eq!(status(12, &[], true), Status::InvalidRequest);
+    assert_eq!(status(14, &[], true), Status::InvalidRequest);
+    // SET_TARGET takes an fd and nothing else; READ_TARGET a range and no fd.
+    assert_eq!(
+        decode_request(op::SET_TARGET, &[], true),
+        Ok(CtlRequest::SetTarget)
+    );
+    assert_eq!(
+        decode_request(op::SET_TARGET, &[], false),
+        Err(CtlError::FdMissing(12))
+    );
+    assert_eq!(
+        status(op::SET_TARGET, &[0; 4], true),
+        Status::InvalidRequest
+    );
+    let r = range([2; 16], 8, 100, 0, 3);
+    let Ok(CtlRequest::ReadTarget { span, fd_offset }) = decode_request(op::READ_TARGET, &r, false)
+    else {
+        panic!("READ_TARGET not decoded");
+    };
+    assert_eq!((span.offset, span.len, fd_offset), (8, 100, 3 * 4096));
+    assert_eq!(status(op::READ_TARGET, &r, true), Status::InvalidRequest);
+    assert_eq!(
+        status(op::READ_TARGET, &range([2; 16], 8, 100, 1, 0), false),
+        Status::InvalidRequest
+    );
     assert_eq!(
         decode_request(op::SHARE, &[0; 16], false),
         Err(CtlError::FdMissing(1))

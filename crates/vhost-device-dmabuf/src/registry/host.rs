@@ -230,6 +230,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let dst = HostFile::new(file, file_offset.saturating_add(range.len))
             .map_err(RegistryError::ReadIntoTarget)?;
+        dst.prefault_for_write(file_offset, range.len);
         self.host_read_into_target(domain, range, &dst, file_offset)
     }
 
@@ -240,6 +241,8 @@ impl Registry {
         if !dst.writable() {
             return Err(RegistryError::ReadIntoReadOnly);
         }
+        // Faulted in once, for every read into it.
+        dst.prefault_for_write(0, dst.size());
         Ok(dst)
     }
 
@@ -261,7 +264,6 @@ impl Registry {
                 size: file_offset.saturating_add(range.len),
                 file_size: dst.size(),
             }))?;
-        dst.prefault_for_write(file_offset, range.len);
         dst.begin_cpu_access(CpuAccess::Write)
             .map_err(RegistryError::ReadIntoSync)?;
         let r = self.with_held_range(domain, range, |slices| copy_slices(slices, &[target]));

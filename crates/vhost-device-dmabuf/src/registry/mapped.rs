@@ -36,6 +36,11 @@ pub enum Unmappable {
     /// Guest RAM without a file (not shared memory), or a file offset not on a page.
     #[error("its pages are not in a mappable file")]
     NoFile,
+    /// The buffer is read-only for this VM (or its host file is): a VMM maps every range of the
+    /// region writable (QEMU 11.1.3 does not honour the read-only mapping flag, and fails an
+    /// `O_RDONLY` fd), so read-only could not be enforced. The driver imports a copy instead.
+    #[error("it is read-only for this VM, and the VMM's mappings are always writable")]
+    ReadOnly,
     /// More pieces than a region may hold mappings.
     #[error("it needs more than {MAX_MAPPINGS} mappings")]
     TooManyPieces,
@@ -64,8 +69,10 @@ impl Registry {
         if !vm.shm.mappable() {
             return Err(RegistryError::Mapping(buf.uuid, ShmError::NoRegion));
         }
+        if buf.read_only_for(vm.domain) || !origin_writable(&buf) {
+            return Err(RegistryError::Unmappable(buf.uuid, Unmappable::ReadOnly));
+        }
         let pieces = pieces_of(&buf)?;
-        let read_only = buf.read_only_for(vm.domain) || !origin_writable(&buf);
         let epoch = self.hold_attached(vm, &buf, pieces.len() as u64)?;
         let lens: Vec<u64> = pieces.iter().map(|p| p.len).collect();
         let range = match vm.shm.reserve(&pieces) {
@@ -82,7 +89,7 @@ impl Registry {
             self.unhold(vm.domain, &buf.uuid);
             return Err(e);
         }
-        if let Err(e) = vm.shm.establish(&range, pieces, !read_only) {
+        if let Err(e) = vm.shm.establish(&range, pieces, true) {
             buf.remove_import(vm.domain);
             self.unhold(vm.domain, &buf.uuid);
             return Err(RegistryError::Mapping(buf.uuid, e));
@@ -90,7 +97,7 @@ impl Registry {
         Ok(MapInfo {
             offset: range.offset,
             len: range.len,
-            read_only,
+            read_only: false,
             host_backed: buf.host_backed(),
         })
     }

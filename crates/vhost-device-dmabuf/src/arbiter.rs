@@ -174,6 +174,11 @@ impl<T> Arbiter<T> {
             .collect()
     }
 
+    /// Whether an access equal to `access` (same domain, range and direction) is granted.
+    pub fn has(&self, access: &Access) -> bool {
+        self.granted.iter().any(|g| g == access)
+    }
+
     /// Number of granted accesses.
     pub fn granted_count(&self) -> usize {
         self.granted.len()

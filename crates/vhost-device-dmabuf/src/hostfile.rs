@@ -10,6 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use dmabuf_sys_util::dma_buf::{self, CpuAccess};
 use thiserror::Error;
@@ -20,6 +21,7 @@ use vm_memory::{
 };
 
 use crate::memory::{GuestMem, SegList};
+use crate::watchdog;
 
 /// `statfs.f_type` of dma-buf files.
 const DMA_BUF_MAGIC: i64 = 0x444d_4142;
@@ -55,6 +57,9 @@ pub enum HostFileError {
     /// A system call failed.
     #[error("{0} failed")]
     Syscall(&'static str, #[source] io::Error),
+    /// The dma-buf's fences did not signal within the bound.
+    #[error("the dma-buf's fences did not signal within the wait bound")]
+    FenceTimeout,
 }
 
 /// Why a guest-backed buffer cannot be exported as a udmabuf (`UNSUPPORTED` on the socket).
@@ -255,25 +260,65 @@ impl HostFile {
         };
     }
 
-    /// Start the daemon's own CPU access to a dma-buf (`DMA_BUF_IOCTL_SYNC`; nothing for a
-    /// memfd).
-    pub fn begin_cpu_access(&self, access: CpuAccess) -> Result<(), HostFileError> {
-        if self.kind != HostKind::DmaBuf {
-            return Ok(());
-        }
-        dma_buf::begin_cpu_access(self.file.as_fd(), access)
-            .map_err(|e| HostFileError::Syscall("DMA_BUF_IOCTL_SYNC (start)", e))
+    /// The dma-buf, for waiting on its fences (`None` for a memfd, which has none).
+    pub fn dma_buf(&self) -> Option<&Arc<File>> {
+        (self.kind == HostKind::DmaBuf).then_some(&self.file)
     }
 
-    /// End the daemon's own CPU access to a dma-buf begun with `access`.
-    pub fn end_cpu_access(&self, access: CpuAccess) -> Result<(), HostFileError> {
-        if self.kind != HostKind::DmaBuf {
-            return Ok(());
+    /// Whether the dma-buf's fences allow `access` now (a memfd: always).
+    pub fn fences_signalled(&self, access: CpuAccess) -> bool {
+        match self.dma_buf() {
+            // An fd that cannot be polled is left to the bounded ioctl to report.
+            Some(f) => dma_buf::fences_signalled(f.as_fd(), access).unwrap_or(true),
+            None => true,
         }
-        dma_buf::end_cpu_access(self.file.as_fd(), access)
+    }
+
+    /// Wait, at most until `deadline`, until the dma-buf's fences allow `access`; whether they
+    /// do (a memfd: at once).
+    pub fn wait_fences(&self, access: CpuAccess, deadline: Instant) -> bool {
+        match self.dma_buf() {
+            Some(f) => dma_buf::wait_fences(f.as_fd(), access, deadline).unwrap_or(true),
+            None => true,
+        }
+    }
+
+    /// Start the daemon's own CPU access to a dma-buf (`DMA_BUF_IOCTL_SYNC`; nothing for a
+    /// memfd), ended at `deadline` if the kernel still waits for fences then (the caller
+    /// polled them first; see [`crate::watchdog`]).
+    pub fn begin_cpu_access(
+        &self,
+        access: CpuAccess,
+        deadline: Instant,
+    ) -> Result<(), HostFileError> {
+        let Some(f) = self.dma_buf() else {
+            return Ok(());
+        };
+        let _armed = watchdog::arm(deadline);
+        dma_buf::begin_cpu_access_until(f.as_fd(), access, deadline).map_err(|e| {
+            if e.kind() == io::ErrorKind::TimedOut {
+                HostFileError::FenceTimeout
+            } else {
+                HostFileError::Syscall("DMA_BUF_IOCTL_SYNC (start)", e)
+            }
+        })
+    }
+
+    /// End the daemon's own CPU access to a dma-buf begun with `access` (it does not wait for
+    /// fences; bounded all the same).
+    pub fn end_cpu_access(&self, access: CpuAccess) -> Result<(), HostFileError> {
+        let Some(f) = self.dma_buf() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + END_BOUND;
+        let _armed = watchdog::arm(deadline);
+        dma_buf::end_cpu_access_until(f.as_fd(), access, deadline)
             .map_err(|e| HostFileError::Syscall("DMA_BUF_IOCTL_SYNC (end)", e))
     }
 }
+
+/// How long the end of a dma-buf bracket may take (it waits for nothing but the exporter).
+const END_BOUND: Duration = Duration::from_secs(1);
 
 #[repr(C)]
 struct UdmabufItem {

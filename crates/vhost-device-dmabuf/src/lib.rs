@@ -24,5 +24,7 @@ pub mod memory;
 pub mod poll;
 pub mod ratelimit;
 pub mod registry;
+pub mod sandbox;
 pub mod shm;
 pub mod vhu_dmabuf;
+pub mod watchdog;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use dmabuf_sys_util::fds::{self, NofileLimit};
 use log::{error, info, warn};
 use thiserror::Error;
@@ -15,6 +15,7 @@ use vhost_device_dmabuf::daemon::{bind_vm_socket, serve_vm};
 use vhost_device_dmabuf::fds::{FdBudget, FdPlan};
 use vhost_device_dmabuf::hostfile;
 use vhost_device_dmabuf::registry::{chain, Limits, Registry};
+use vhost_device_dmabuf::sandbox::{self, FsSandbox, SeccompMode};
 use vhost_device_dmabuf::shm;
 use virtio_dmabuf_proto::control::encode_name;
 
@@ -68,6 +69,18 @@ struct Args {
     #[arg(long, default_value_t = 4096)]
     max_host_buffers: u32,
 
+    /// What a system call outside the daemon's seccomp allowlist does: kill the daemon, trap
+    /// (fail with ENOSYS and name it on stderr), log (allowed, logged by the kernel), or none
+    /// (no filter).
+    #[arg(long, value_enum, default_value_t = SeccompArg::Kill)]
+    seccomp: SeccompArg,
+
+    /// How the filesystem is confined once the daemon serves: landlock (default where the
+    /// kernel has it), namespace (an empty mount namespace; the default otherwise), or none
+    /// (not confined, capabilities kept).
+    #[arg(long, value_enum)]
+    sandbox: Option<SandboxArg>,
+
     /// Longest time, in microseconds, a VM's worker keeps polling its request queue for the
     /// next request before it sleeps; adapts between 0 and this to the VM's request rate
     /// (0: never poll, lowest CPU use; see docs/performance.md).
@@ -80,6 +93,21 @@ struct Args {
     /// asks once, when the device is created: a new size needs a new VM.
     #[arg(long, default_value = "256M", value_parser = dmabuf_sys_util::size::parse)]
     shm_size: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SeccompArg {
+    Kill,
+    Trap,
+    Log,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SandboxArg {
+    Landlock,
+    Namespace,
+    None,
 }
 
 #[derive(Debug, Error)]
@@ -107,6 +135,8 @@ struct Config {
     vms: Vec<(String, PathBuf)>,
     control_socket: Option<PathBuf>,
     limits: Limits,
+    seccomp: SeccompMode,
+    sandbox: FsSandbox,
 }
 
 impl TryFrom<Args> for Config {
@@ -163,6 +193,18 @@ impl TryFrom<Args> for Config {
         Ok(Config {
             vms,
             control_socket: a.control_socket,
+            seccomp: match a.seccomp {
+                SeccompArg::Kill => SeccompMode::Kill,
+                SeccompArg::Trap => SeccompMode::Trap,
+                SeccompArg::Log => SeccompMode::Log,
+                SeccompArg::None => SeccompMode::None,
+            },
+            sandbox: match a.sandbox {
+                None => FsSandbox::Auto,
+                Some(SandboxArg::Landlock) => FsSandbox::Landlock,
+                Some(SandboxArg::Namespace) => FsSandbox::Namespace,
+                Some(SandboxArg::None) => FsSandbox::None,
+            },
             limits: Limits {
                 max_segments: a.max_segments,
                 max_buffers: a.max_buffers,
@@ -241,6 +283,19 @@ fn main() -> ExitCode {
 
     let plan = fd_plan(&config);
     config.limits.max_host_buffers = u32::try_from(plan.host_shares).unwrap_or(u32::MAX);
+
+    // No thread exists yet: landlock and the namespaces apply to the calling thread and the
+    // ones it starts, the seccomp filter to every thread.
+    let paths = match sandbox::apply(config.sandbox, config.seccomp, &paths) {
+        Ok(applied) => {
+            info!("sandbox: {}", applied.summary);
+            applied.socket_paths
+        }
+        Err(e) => {
+            error!("cannot set up the sandbox: {}", chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
 
     let registry = match Registry::new(config.limits.clone()) {
         Ok(r) => r,

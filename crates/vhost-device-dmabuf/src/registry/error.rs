@@ -72,6 +72,9 @@ pub enum RegistryError {
     /// The thread that ends waits at their bound could not be started.
     #[error("cannot start the timeout thread")]
     TimerThread(#[source] io::Error),
+    /// The thread that waits for host dma-buf fences could not be started.
+    #[error("cannot start the fence thread")]
+    FenceThread(#[source] io::Error),
     /// The memory table changed under a registered buffer: its pages are gone.
     #[error("pages of buffer {} are no longer guest RAM", uuid::format(.0))]
     StaleMemory(Uuid, #[source] MemError),
@@ -132,19 +135,25 @@ impl RegistryError {
             E::NotHeld => Status::NotHeld,
             E::Timeout => Status::Timeout,
             E::Cancelled => Status::Cancelled,
-            E::Random(_) | E::TimerThread(_) | E::StaleMemory(..) | E::HostSync(..) => {
-                Status::IoError
-            }
+            E::HostSync(_, HostFileError::FenceTimeout) => Status::Timeout,
+            E::Random(_)
+            | E::TimerThread(_)
+            | E::FenceThread(_)
+            | E::StaleMemory(..)
+            | E::HostSync(..) => Status::IoError,
             E::ShareFlags(_) => Status::InvalidRequest,
             E::Share(e) => match e {
                 HostFileError::BadSize { .. } => Status::InvalidSize,
-                HostFileError::Syscall(..) | HostFileError::Map(_) => Status::IoError,
+                HostFileError::Syscall(..)
+                | HostFileError::Map(_)
+                | HostFileError::FenceTimeout => Status::IoError,
                 HostFileError::WrongKind | HostFileError::NotSealed => Status::InvalidRequest,
             },
             E::ReadIntoTarget(e) => match e {
                 HostFileError::BadSize { .. } => Status::InvalidSize,
                 _ => Status::InvalidRequest,
             },
+            E::ReadIntoSync(HostFileError::FenceTimeout) => Status::Timeout,
             E::ReadIntoSync(_) => Status::IoError,
             E::Udmabuf(_, e) if e.fd_exhaustion() => Status::QuotaExceeded,
             E::ExportHostBacked(_) | E::Udmabuf(..) | E::Unmappable(..) => Status::Unsupported,

@@ -4,6 +4,7 @@
 //! [`super`]); completions and events go out once both are dropped.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use log::debug;
 use virtio_dmabuf_proto::request::{AttachRequest, CreateRequest, SyncPhase, SyncRequest};
@@ -11,9 +12,9 @@ use virtio_dmabuf_proto::uuid;
 use virtio_dmabuf_proto::virtio::Uuid;
 use vm_memory::GuestAddressSpace;
 
-use super::buffer::{BufferParts, ImportView, Origin, Owner, Requester, VmAccess};
+use super::buffer::{BufferParts, Ended, ImportView, Origin, Owner, Requester, VmAccess};
 use super::maps::Released;
-use super::{fire, Completion, LookupInfo, Registry, RegistryError, SyncOutcome, VmHandle};
+use super::{Completion, LookupInfo, Registry, RegistryError, SyncOutcome, VmHandle};
 use crate::arbiter::Access;
 use crate::memory::SegList;
 
@@ -63,7 +64,7 @@ impl Registry {
             Released::RevokedOwn(buf) => self.detach_exports(&buf),
             Released::Detached(buf) => {
                 let (fired, mapped) = buf.drop_domain(vm.domain, &self.stats);
-                fire(fired);
+                self.fire(fired);
                 if let Some(range) = mapped {
                     self.unmap_released(vm, uuid, &range);
                 }
@@ -119,9 +120,15 @@ impl Registry {
         }
         match req.phase {
             SyncPhase::End => {
-                let (r, fired) = buf.end(&access, &self.stats);
-                fire(fired);
-                SyncOutcome::Done(r)
+                // A write END's copy back into a host dma-buf waits for its fences, at most the
+                // daemon's bound (spec section 6.6).
+                let deadline = Instant::now() + self.limits.sync_timeout;
+                let (ended, fired) = buf.end(&access, Some((done, deadline)), &self.stats);
+                self.fire(fired);
+                match ended {
+                    Ended::Now(r) => SyncOutcome::Done(r),
+                    Ended::Fences => SyncOutcome::Parked,
+                }
             }
             SyncPhase::Start { timeout_ms } => {
                 self.begin(&buf, Requester::vm(vm, epoch), access, timeout_ms, done)

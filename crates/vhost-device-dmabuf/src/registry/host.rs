@@ -14,8 +14,8 @@ use virtio_dmabuf_proto::virtio::Uuid;
 use virtio_dmabuf_proto::Direction;
 use vm_memory::VolatileSlice;
 
-use super::buffer::{BufferParts, Origin, Owner, Requester, VmAccess};
-use super::{fire, BufferSummary, Completion, Registry, RegistryError, SyncOutcome};
+use super::buffer::{BufferParts, Ended, Origin, Owner, Requester, VmAccess};
+use super::{BufferSummary, Completion, Registry, RegistryError, SyncOutcome};
 use crate::arbiter::{Access, DomainId};
 use crate::hostfile::{HostFile, HostFileError};
 use crate::memory::copy_slices;
@@ -175,9 +175,13 @@ impl Registry {
             .ok_or(RegistryError::NotFound(range.uuid))?;
         let access = range.access(domain);
         buf.check_access(&access)?;
-        let (r, fired) = buf.end(&access, &self.stats);
-        fire(fired);
-        r
+        // A host domain has no import: its END copies nothing and never waits.
+        let (ended, fired) = buf.end(&access, None, &self.stats);
+        self.fire(fired);
+        match ended {
+            Ended::Now(r) => r,
+            Ended::Fences => Err(RegistryError::NotHeld),
+        }
     }
 
     /// Run `f` over the origin bytes of a range the host domain holds (for writing, if
@@ -192,7 +196,8 @@ impl Registry {
         let buf = self
             .buffer(&range.uuid)
             .ok_or(RegistryError::NotFound(range.uuid))?;
-        buf.with_held(&range.access(domain), f)
+        let deadline = Instant::now() + self.limits.sync_timeout;
+        buf.with_held(&range.access(domain), deadline, f)
     }
 
     fn count_copied(&self, r: Result<u64, RegistryError>) -> Result<(), RegistryError> {
@@ -264,7 +269,12 @@ impl Registry {
                 size: file_offset.saturating_add(range.len),
                 file_size: dst.size(),
             }))?;
-        dst.begin_cpu_access(CpuAccess::Write)
+        // The client's dma-buf: its fences first, with no lock held, at most the bound.
+        let deadline = Instant::now() + self.limits.sync_timeout;
+        if !dst.wait_fences(CpuAccess::Write, deadline) {
+            return Err(RegistryError::ReadIntoSync(HostFileError::FenceTimeout));
+        }
+        dst.begin_cpu_access(CpuAccess::Write, deadline)
             .map_err(RegistryError::ReadIntoSync)?;
         let r = self.with_held_range(domain, range, |slices| copy_slices(slices, &[target]));
         // The copy's outcome is the answer; a failing end of the bracket changes nothing in it.

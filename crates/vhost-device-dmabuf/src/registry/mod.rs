@@ -7,11 +7,12 @@
 //! | file | lock it takes | what |
 //! |------|---------------|------|
 //! | `maps.rs` | `Registry::inner` only | buffers by UUID, domains, holdings, visibility, quotas |
-//! | `buffer.rs` | one `Buffer::state` only | origin, imports, begin/end/grant, fences, revoke |
+//! | `buffer/` | one `Buffer::state` only | origin, imports, begin/end/grant, revoke (`mod.rs`); fence copies, dma-buf brackets, exports (`data.rs`) |
 //! | `guest.rs` | none itself | the guest requests (typed, from the protocol crate) |
 //! | `mapped.rs` | none itself | MAP, and the unmapping on every way a mapped import ends |
 //! | `host.rs` | none itself | host operations on a [`HostRange`], [`HostSession`] |
 //! | `timer.rs` | the timer's heap | the bounds of waiting begins |
+//! | `fence.rs` | the fence waits' list | requests waiting for a host dma-buf's fences |
 //!
 //! # Locks
 //!
@@ -20,8 +21,11 @@
 //!   a buffer's `state`: no copy, no ioctl, no event and no completion runs under it.
 //! * `Buffer::state` guards one buffer's arbiter, imports, revoked flag and write generation.
 //!   The fence copies and the `DMA_BUF_IOCTL_SYNC` of a host dma-buf origin run under it, so an
-//!   END's copy-back lands before the waiters it unblocks are granted. No other registry lock is
-//!   taken under it (the timer's heap is filled after it is dropped).
+//!   END's copy-back lands before the waiters it unblocks are granted — but only once the
+//!   dma-buf's fences are signalled: until then the request waits in `fence.rs`, with no lock
+//!   held, and the ioctl never waits long under the lock (`crate::watchdog` bounds it). No other
+//!   registry lock is taken under it (the timer's heap and the fence list are filled after it
+//!   is dropped).
 //! * Completions (a parked virtqueue request, a host client's reply) and REVOKED events are
 //!   collected under those locks and delivered after every registry lock is dropped.
 //! * Mappings in a VM's shared memory region (`crate::shm`) are made and removed through the
@@ -35,6 +39,7 @@
 
 mod buffer;
 mod error;
+mod fence;
 mod guest;
 mod host;
 mod mapped;
@@ -49,6 +54,8 @@ use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
+
+use self::fence::{FenceWait, Fences};
 
 use log::{debug, warn};
 use virtio_dmabuf_proto::uuid;
@@ -170,6 +177,7 @@ pub struct Registry {
     inner: Mutex<maps::Inner>,
     next_domain: AtomicU64,
     timer: timer::Timer,
+    fences: Arc<Fences>,
     /// `/dev/udmabuf`, opened once (the daemon opens it before its sandbox closes the
     /// filesystem; a library user that did not set it gets it opened at the first EXPORT).
     udmabuf: Mutex<Option<Arc<File>>>,
@@ -184,28 +192,61 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Outcomes to deliver once every lock is dropped.
-type Fired = Vec<(Completion, Result<(), RegistryError>)>;
+/// Outcomes to deliver once every lock is dropped, and requests to hand to the fence waiter.
+#[derive(Default)]
+pub(super) struct Fired {
+    done: Vec<(Completion, Result<(), RegistryError>)>,
+    fences: Vec<FenceWait>,
+}
 
-fn fire(list: Fired) {
-    for (done, outcome) in list {
-        done(outcome);
+impl Fired {
+    fn new() -> Fired {
+        Fired::default()
+    }
+
+    fn one(done: Completion, r: Result<(), RegistryError>) -> Fired {
+        let mut f = Fired::new();
+        f.push((done, r));
+        f
+    }
+
+    fn push(&mut self, outcome: (Completion, Result<(), RegistryError>)) {
+        self.done.push(outcome);
+    }
+
+    fn extend(
+        &mut self,
+        outcomes: impl IntoIterator<Item = (Completion, Result<(), RegistryError>)>,
+    ) {
+        self.done.extend(outcomes);
+    }
+
+    fn wait(&mut self, w: FenceWait) {
+        self.fences.push(w);
+    }
+
+    fn merge(&mut self, other: Fired) {
+        self.done.extend(other.done);
+        self.fences.extend(other.fences);
     }
 }
 
 impl Registry {
     /// A registry with these limits, and its timeout thread.
     pub fn new(limits: Limits) -> Result<Arc<Registry>, RegistryError> {
+        let fences = Fences::new().map_err(RegistryError::FenceThread)?;
         let reg = Arc::new(Registry {
             limits,
             inner: Mutex::new(maps::Inner::default()),
             next_domain: AtomicU64::new(1),
             timer: timer::Timer::default(),
+            fences: Arc::new(fences),
             udmabuf: Mutex::new(None),
             fd_plan: Mutex::new(None),
             stats: Stats::default(),
         });
         timer::start(&reg).map_err(RegistryError::TimerThread)?;
+        fence::start(&reg).map_err(RegistryError::FenceThread)?;
         Ok(reg)
     }
 
@@ -264,11 +305,26 @@ impl Registry {
         let mut fired = Fired::new();
         for buf in &departed.others {
             // The departing domain's own mapped imports: see `unmap_departed`.
-            fired.extend(buf.drop_domain(domain, &self.stats).0);
+            fired.merge(buf.drop_domain(domain, &self.stats).0);
         }
-        fire(fired);
+        // Its requests waiting for fences: their accesses were dropped above.
+        for w in self.fences.take_domain(domain) {
+            fired.push((w.done, Err(RegistryError::Cancelled)));
+        }
+        self.fire(fired);
         if let Some(vm) = vm {
             self.unmap_departed(&vm, how);
+        }
+    }
+
+    /// Deliver `f`: hand its fence waits to the fence thread, then call its completions (no
+    /// registry lock is held).
+    fn fire(&self, f: Fired) {
+        for w in f.fences {
+            self.fences.add(w);
+        }
+        for (done, outcome) in f.done {
+            done(outcome);
         }
     }
 
@@ -276,14 +332,17 @@ impl Registry {
     /// importers' regions, end its imports, tell the VMs that imported it (and `also`, its owner
     /// on a REVOKE).
     fn destroy(&self, buf: &Buffer, also: Option<Arc<VmHandle>>) {
-        let (fired, importers) = buf.revoke();
+        let (mut fired, importers) = buf.revoke();
+        for w in self.fences.take_buffer(&buf.uuid) {
+            fired.push((w.done, Err(RegistryError::Revoked(buf.uuid))));
+        }
         self.unmap_revoked(&buf.uuid, &importers);
         let told: Vec<Arc<VmHandle>> = also
             .into_iter()
             .chain(importers.into_iter().map(|(vm, _)| vm))
             .collect();
         self.post_revoked(&buf.uuid, &told);
-        fire(fired);
+        self.fire(fired);
     }
 
     /// The owner let go of `buf`'s pages: detach the exports made over them (a failure is
@@ -308,15 +367,16 @@ impl Registry {
         timeout_ms: u32,
         done: Completion,
     ) -> SyncOutcome {
-        let (began, fired) = buf.begin(who, access, done, &self.stats);
-        fire(fired);
+        let deadline = Instant::now() + self.limits.wait_bound(timeout_ms);
+        let (began, fired) = buf.begin(who, access, done, deadline, &self.stats);
+        self.fire(fired);
         match began {
             Began::Done(r) => SyncOutcome::Done(r),
             Began::Waiting(ticket) => {
-                let deadline = Instant::now() + self.limits.wait_bound(timeout_ms);
                 self.timer.add(deadline, buf.uuid, ticket);
                 SyncOutcome::Parked
             }
+            Began::Fences => SyncOutcome::Parked,
         }
     }
 

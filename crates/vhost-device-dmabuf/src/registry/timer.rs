@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use virtio_dmabuf_proto::virtio::Uuid;
 
-use super::{fire, lock, Registry};
+use super::{lock, Registry};
 use crate::arbiter::Ticket;
 
 /// The longest the thread sleeps before it looks whether the registry still exists.
@@ -72,7 +72,7 @@ impl Registry {
     /// A waiting begin's bound passed.
     fn expire(&self, uuid: &Uuid, ticket: Ticket) {
         if let Some(buf) = self.buffer(uuid) {
-            fire(buf.expire(ticket, &self.stats));
+            self.fire(buf.expire(ticket, &self.stats));
         }
     }
 }

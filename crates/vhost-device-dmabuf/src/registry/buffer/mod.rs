@@ -10,20 +10,24 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dmabuf_sys_util::dma_buf::CpuAccess;
 use log::info;
 use virtio_dmabuf_proto::uuid;
 use virtio_dmabuf_proto::virtio::Uuid;
-use vm_memory::{GuestAddressSpace, VolatileSlice};
 
+use super::fence::{FenceWait, Phase};
 use super::{lock, BufferSummary, Completion, Fired, RegistryError, Stats, VmHandle};
 use crate::arbiter::{Access, Arbiter, Begin, DomainId, Grants, Ticket};
-use crate::hostfile::{self, HostFile};
-use crate::memory::{check_range, copy_slices, MemError, SegList};
+use crate::hostfile::HostFile;
+use crate::memory::{check_range, SegList};
 use crate::ratelimit::RateLimit;
 use crate::shm::MappedRange;
+
+/// What the `DMA_BUF_IOCTL_SYNC` of a host dma-buf whose fences were found signalled may take
+/// at least (past the request's own deadline, if that is nearer).
+const FENCE_GRACE: Duration = Duration::from_millis(100);
 
 /// Who created a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +91,22 @@ pub(super) enum Began {
     Done(Result<(), RegistryError>),
     /// Waiting; the ticket names it for its timeout.
     Waiting(Ticket),
+    /// Granted, but the copy into the import waits for a host dma-buf's fences (`fence.rs`).
+    Fences,
+}
+
+/// What an end did.
+pub(super) enum Ended {
+    /// Answered.
+    Now(Result<(), RegistryError>),
+    /// The copy back waits for a host dma-buf's fences (`fence.rs`); answered then.
+    Fences,
+}
+
+/// A begin that was not answered at once: its completion and its deadline.
+pub(super) struct Parked {
+    done: Completion,
+    deadline: Instant,
 }
 
 /// Who asks, as far as a reset can overtake it: for a VM, the epoch the caller saw when it
@@ -117,7 +137,7 @@ impl<'a> Requester<'a> {
 }
 
 struct BufState {
-    arbiter: Arbiter<Completion>,
+    arbiter: Arbiter<Parked>,
     imports: HashMap<DomainId, Import>,
     revoked: bool,
     write_generation: u64,
@@ -211,12 +231,14 @@ impl Buffer {
 
     // ------------------------------------------------------------------ arbitration
 
-    /// Ask for `access`. Granted at once (the import brought up to date), refused, or waiting.
+    /// Ask for `access`, waiting at most until `deadline`. Granted at once (the import brought
+    /// up to date), refused, waiting for other domains, or granted and waiting for fences.
     pub(super) fn begin(
         &self,
         who: Requester<'_>,
         access: Access,
         done: Completion,
+        deadline: Instant,
         stats: &Stats,
     ) -> (Began, Fired) {
         let mut fired = Fired::new();
@@ -226,22 +248,36 @@ impl Buffer {
         if st.revoked {
             return (Began::Done(Err(RegistryError::Revoked(self.uuid))), fired);
         }
-        let began = match st.arbiter.begin(access, done) {
-            Begin::Granted(_done) if who.reset_since() => {
+        let began = match st.arbiter.begin(access, Parked { done, deadline }) {
+            Begin::Granted(_parked) if who.reset_since() => {
                 let grants = st.arbiter.end(&access).unwrap_or_default();
                 self.grant(&mut st, grants, &mut fired, stats);
                 Began::Done(Err(RegistryError::Cancelled))
             }
-            Begin::Granted(_done) => {
-                let r = self.fence_in(&st, &access, stats);
-                if r.is_err() {
-                    let grants = st.arbiter.end(&access).unwrap_or_default();
-                    self.grant(&mut st, grants, &mut fired, stats);
+            Begin::Granted(parked) => match self.fence_wait(&st, &access, Phase::Start) {
+                Some((file, cpu)) => {
+                    fired.wait(FenceWait {
+                        uuid: self.uuid,
+                        file,
+                        cpu,
+                        access,
+                        phase: Phase::Start,
+                        deadline,
+                        done: parked.done,
+                    });
+                    Began::Fences
                 }
-                Began::Done(r)
-            }
+                None => {
+                    let r = self.fence_in(&st, &access, deadline, stats);
+                    if r.is_err() {
+                        let grants = st.arbiter.end(&access).unwrap_or_default();
+                        self.grant(&mut st, grants, &mut fired, stats);
+                    }
+                    Began::Done(r)
+                }
+            },
             Begin::Waiting(ticket) if who.reset_since() => {
-                if let Some((_done, grants)) = st.arbiter.cancel(ticket) {
+                if let Some((_parked, grants)) = st.arbiter.cancel(ticket) {
                     self.grant(&mut st, grants, &mut fired, stats);
                 }
                 Began::Done(Err(RegistryError::Cancelled))
@@ -251,34 +287,77 @@ impl Buffer {
         (began, fired)
     }
 
-    /// End one access equal to `access`; a write is taken back into the origin first.
-    pub(super) fn end(&self, access: &Access, stats: &Stats) -> (Result<(), RegistryError>, Fired) {
+    /// End one access equal to `access`; a write is taken back into the origin first — after
+    /// the fences of a host dma-buf origin, which `park` (the END's completion and the bound)
+    /// waits for, if they are not signalled. Without `park` (host domains, which have no
+    /// import) it never waits.
+    pub(super) fn end(
+        &self,
+        access: &Access,
+        park: Option<(Completion, Instant)>,
+        stats: &Stats,
+    ) -> (Ended, Fired) {
         let mut fired = Fired::new();
         let mut st = lock(&self.state);
         if st.revoked {
-            return (Err(RegistryError::Revoked(self.uuid)), fired);
+            return (Ended::Now(Err(RegistryError::Revoked(self.uuid))), fired);
         }
         // Only an access with exactly this range and direction ends: anything else (a covering
         // access, READ|WRITE ended as WRITE) is NOT_HELD with no effect — no data moves and the
         // write generation stays (found by the request_decode fuzz target).
+        if !st.arbiter.has(access) {
+            return (Ended::Now(Err(RegistryError::NotHeld)), fired);
+        }
+        let deadline = park
+            .as_ref()
+            .map_or_else(|| Instant::now() + FENCE_GRACE, |p| p.1);
+        if access.dir.writes() {
+            if let (Some((file, cpu)), Some((done, deadline))) =
+                (self.fence_wait(&st, access, Phase::End), park)
+            {
+                fired.wait(FenceWait {
+                    uuid: self.uuid,
+                    file,
+                    cpu,
+                    access: *access,
+                    phase: Phase::End,
+                    deadline,
+                    done,
+                });
+                return (Ended::Fences, fired);
+            }
+        }
+        let r = self.end_locked(&mut st, access, deadline, &mut fired, stats);
+        (Ended::Now(r), fired)
+    }
+
+    /// End `access` (held), copying a write back first, and grant what that unblocks.
+    fn end_locked(
+        &self,
+        st: &mut BufState,
+        access: &Access,
+        deadline: Instant,
+        fired: &mut Fired,
+        stats: &Stats,
+    ) -> Result<(), RegistryError> {
         let Ok(grants) = st.arbiter.end(access) else {
-            return (Err(RegistryError::NotHeld), fired);
+            return Err(RegistryError::NotHeld);
         };
-        let r = self.fence_out(&st, access, stats);
+        let r = self.fence_out(st, access, deadline, stats);
         if access.dir.writes() {
             st.write_generation += 1;
             self.written.notify_all();
         }
-        self.grant(&mut st, grants, &mut fired, stats);
-        (r, fired)
+        self.grant(st, grants, fired, stats);
+        r
     }
 
     /// A waiting begin's bound passed: it fails with TIMEOUT (unless granted meanwhile).
     pub(super) fn expire(&self, ticket: Ticket, stats: &Stats) -> Fired {
         let mut fired = Fired::new();
         let mut st = lock(&self.state);
-        if let Some((done, grants)) = st.arbiter.cancel(ticket) {
-            fired.push((done, Err(RegistryError::Timeout)));
+        if let Some((parked, grants)) = st.arbiter.cancel(ticket) {
+            fired.push((parked.done, Err(RegistryError::Timeout)));
             self.grant(&mut st, grants, &mut fired, stats);
         }
         fired
@@ -305,7 +384,7 @@ impl Buffer {
         fired.extend(
             dropped
                 .into_iter()
-                .map(|done| (done, Err(RegistryError::Cancelled))),
+                .map(|parked| (parked.done, Err(RegistryError::Cancelled))),
         );
         self.grant(&mut st, grants, &mut fired, stats);
         (fired, mapped)
@@ -322,22 +401,35 @@ impl Buffer {
         }
     }
 
-    /// Granted waiters: bring their imports up to date, then answer them.
+    /// Granted waiters: bring their imports up to date, then answer them (or hand them to the
+    /// fence waiter, when the copy must wait for a host dma-buf's fences).
     fn grant(
         &self,
         st: &mut BufState,
-        mut grants: Grants<Completion>,
+        mut grants: Grants<Parked>,
         fired: &mut Fired,
         stats: &Stats,
     ) {
-        while let Some((access, done)) = grants.pop() {
-            let r = self.fence_in(st, &access, stats);
+        while let Some((access, parked)) = grants.pop() {
+            if let Some((file, cpu)) = self.fence_wait(st, &access, Phase::Start) {
+                fired.wait(FenceWait {
+                    uuid: self.uuid,
+                    file,
+                    cpu,
+                    access,
+                    phase: Phase::Start,
+                    deadline: parked.deadline,
+                    done: parked.done,
+                });
+                continue;
+            }
+            let r = self.fence_in(st, &access, parked.deadline, stats);
             if r.is_err() {
                 if let Ok(more) = st.arbiter.end(&access) {
                     grants.extend(more);
                 }
             }
-            fired.push((done, r));
+            fired.push((parked.done, r));
         }
     }
 
@@ -378,12 +470,13 @@ impl Buffer {
     pub(super) fn revoke(&self) -> (Fired, Vec<Importer>) {
         let mut st = lock(&self.state);
         st.revoked = true;
-        let fired = st
-            .arbiter
-            .drain()
-            .into_iter()
-            .map(|done| (done, Err(RegistryError::Revoked(self.uuid))))
-            .collect();
+        let mut fired = Fired::new();
+        fired.extend(
+            st.arbiter
+                .drain()
+                .into_iter()
+                .map(|parked| (parked.done, Err(RegistryError::Revoked(self.uuid)))),
+        );
         let vms = st
             .imports
             .drain()
@@ -398,192 +491,6 @@ impl Buffer {
             info!("buffer {} destroyed{n}", uuid::format(&self.uuid));
         }
         (fired, vms)
-    }
-
-    // ------------------------------------------------------------------ exports
-
-    /// A udmabuf over a guest-backed origin's pages, made with `dev`. Made under this buffer's
-    /// lock, so that a RELEASE, which detaches the exports under it too, either comes first
-    /// (the export is refused) or sees it.
-    pub(super) fn export(&self, dev: &std::fs::File) -> Result<std::fs::File, RegistryError> {
-        let mut st = lock(&self.state);
-        if st.revoked {
-            return Err(RegistryError::NotFound(self.uuid));
-        }
-        match &self.origin {
-            Origin::Guest { vm, segs } => {
-                let f = hostfile::export_udmabuf(dev, &vm.mem.memory(), segs)
-                    .map_err(|e| RegistryError::Udmabuf(self.uuid, e))?;
-                st.exported = true;
-                Ok(f)
-            }
-            Origin::Host(_) => Err(RegistryError::ExportHostBacked(self.uuid)),
-        }
-    }
-
-    /// The owner lets go of the buffer's pages (RELEASE, or its reset or departure): if they
-    /// were ever exported, punch them out of guest RAM so that the exports keep the old pages
-    /// and the guest gets fresh ones (`docs/device-spec.md` section 6.3). Once: a second call
-    /// punches nothing (the guest may have reused the pages by then). Called only after
-    /// [`Buffer::revoke`], so no export can follow.
-    pub(super) fn detach_exports(&self) -> Result<u64, RegistryError> {
-        let mut st = lock(&self.state);
-        if !st.exported {
-            return Ok(0);
-        }
-        st.exported = false;
-        match &self.origin {
-            Origin::Guest { vm, segs } => hostfile::detach_guest_pages(&vm.mem.memory(), segs)
-                .map_err(|e| RegistryError::DetachExports(self.uuid, e)),
-            Origin::Host(_) => Ok(0),
-        }
-    }
-
-    /// Whether a udmabuf over its pages is outstanding (not detached yet).
-    #[cfg(test)]
-    pub(super) fn exported(&self) -> bool {
-        lock(&self.state).exported
-    }
-
-    /// Pretend an export was made (unit tests, where there is no /dev/udmabuf).
-    #[cfg(test)]
-    pub(super) fn mark_exported(&self) {
-        lock(&self.state).exported = true;
-    }
-
-    // ------------------------------------------------------------------ data
-
-    /// At a granted START: copy the origin's range into the domain's import, if it has one.
-    /// A mapped import moves nothing: a host dma-buf origin is bracketed for it instead, START
-    /// here and END at its END (spec section 13.3).
-    fn fence_in(&self, st: &BufState, access: &Access, stats: &Stats) -> Result<(), RegistryError> {
-        match st.imports.get(&access.domain).map(|i| (&i.vm, &i.view)) {
-            Some((vm, ImportView::Copy(segs))) => {
-                self.copy(vm, segs, access, Toward::Import, stats)
-            }
-            Some((_, ImportView::Mapped(_))) => self.begin_origin_access(bracket_of(access)),
-            None => Ok(()),
-        }
-    }
-
-    /// At an END: a write copies the domain's import back to the origin, if it is a copy; a
-    /// mapped import closes the origin's bracket its START opened.
-    fn fence_out(
-        &self,
-        st: &BufState,
-        access: &Access,
-        stats: &Stats,
-    ) -> Result<(), RegistryError> {
-        match st.imports.get(&access.domain).map(|i| (&i.vm, &i.view)) {
-            Some((vm, ImportView::Copy(segs))) if access.dir.writes() => {
-                self.copy(vm, segs, access, Toward::Origin, stats)
-            }
-            Some((_, ImportView::Mapped(_))) => self.end_origin_access(bracket_of(access)),
-            _ => Ok(()),
-        }
-    }
-
-    /// Copy the range between the origin and an importer's pages, inside the origin's CPU-access
-    /// bracket (a host dma-buf's `DMA_BUF_IOCTL_SYNC`).
-    fn copy(
-        &self,
-        vm: &VmHandle,
-        segs: &SegList,
-        access: &Access,
-        toward: Toward,
-        stats: &Stats,
-    ) -> Result<(), RegistryError> {
-        let bracket = match toward {
-            Toward::Origin => CpuAccess::Write,
-            Toward::Import => CpuAccess::Read,
-        };
-        self.begin_origin_access(bracket)?;
-        let mem = vm.mem.memory();
-        let copied = segs
-            .slices(&mem, access.offset, access.len)
-            .map_err(|e| RegistryError::StaleMemory(self.uuid, e))
-            .and_then(|theirs| {
-                self.with_origin(access.offset, access.len, |origin| match toward {
-                    Toward::Origin => copy_slices(&theirs, origin),
-                    Toward::Import => copy_slices(origin, &theirs),
-                })
-            });
-        let ended = self.end_origin_access(bracket);
-        let n = copied?;
-        ended?;
-        stats.copied_bytes.fetch_add(n, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Run `f` over the origin's bytes `offset..offset+len` (checked against the size).
-    fn with_origin<R>(
-        &self,
-        offset: u64,
-        len: u64,
-        f: impl FnOnce(&[VolatileSlice<'_, ()>]) -> R,
-    ) -> Result<R, RegistryError> {
-        match &self.origin {
-            Origin::Guest { vm, segs } => {
-                let mem = vm.mem.memory();
-                let slices = segs
-                    .slices(&mem, offset, len)
-                    .map_err(|e| RegistryError::StaleMemory(self.uuid, e))?;
-                Ok(f(&slices))
-            }
-            Origin::Host(hf) => {
-                let s =
-                    hf.slice(offset, len)
-                        .ok_or(RegistryError::Range(MemError::OutOfRange {
-                            offset,
-                            len,
-                            size: self.size,
-                        }))?;
-                Ok(f(&[s]))
-            }
-        }
-    }
-
-    pub(super) fn begin_origin_access(&self, access: CpuAccess) -> Result<(), RegistryError> {
-        match &self.origin {
-            Origin::Host(hf) => hf
-                .begin_cpu_access(access)
-                .map_err(|e| RegistryError::HostSync(self.uuid, e)),
-            Origin::Guest { .. } => Ok(()),
-        }
-    }
-
-    fn end_origin_access(&self, access: CpuAccess) -> Result<(), RegistryError> {
-        match &self.origin {
-            Origin::Host(hf) => hf
-                .end_cpu_access(access)
-                .map_err(|e| RegistryError::HostSync(self.uuid, e)),
-            Origin::Guest { .. } => Ok(()),
-        }
-    }
-
-    /// Run `f` over the origin bytes of a range `domain` holds in a direction that allows
-    /// `access.dir`, in place. `f` runs under this buffer's lock: it must not call the registry.
-    pub(super) fn with_held<R>(
-        &self,
-        access: &Access,
-        f: impl FnOnce(&[VolatileSlice<'_, ()>]) -> R,
-    ) -> Result<R, RegistryError> {
-        check_range(self.size, access.offset, access.len).map_err(RegistryError::Range)?;
-        let st = lock(&self.state);
-        if st.revoked {
-            return Err(RegistryError::NotFound(self.uuid));
-        }
-        if !st
-            .arbiter
-            .holds(access.domain, access.offset, access.len, access.dir)
-        {
-            return Err(RegistryError::NotHeld);
-        }
-        let bracket = bracket_of(access);
-        self.begin_origin_access(bracket)?;
-        let r = self.with_origin(access.offset, access.len, f);
-        self.end_origin_access(bracket)?;
-        r
     }
 
     // ------------------------------------------------------------------ observation
@@ -653,11 +560,4 @@ fn bracket_of(access: &Access) -> CpuAccess {
     }
 }
 
-/// Which way a fence copies.
-#[derive(Clone, Copy)]
-enum Toward {
-    /// Import → origin (a write END).
-    Origin,
-    /// Origin → import (a granted START).
-    Import,
-}
+mod data;

@@ -19,9 +19,9 @@ pub const BASE_FDS: u64 = 32;
 /// twice over (a new table arrives before the old one is dropped), 2 queues x (kick, call,
 /// error), the worker's epoll and exit event (and the framework's clones of it), and slack.
 pub const FDS_PER_VM: u64 = 40;
-/// One control connection: its stream, the fd a SHARE or READ_INTO brings, an EXPORT's
-/// udmabuf on its way out.
-pub const FDS_PER_CONTROL_CLIENT: u64 = 3;
+/// One control connection: its stream, the READ_TARGET it keeps, the fd a SHARE, READ_INTO or
+/// SET_TARGET brings, an EXPORT's udmabuf on its way out.
+pub const FDS_PER_CONTROL_CLIENT: u64 = 4;
 /// One host share: the shared fd, kept (mapped, and bracketed with `DMA_BUF_IOCTL_SYNC`).
 pub const FDS_PER_HOST_SHARE: u64 = 1;
 
@@ -120,7 +120,7 @@ mod tests {
             hard: 8192,
         };
         let p = FdPlan::new(roomy, DEFAULTS);
-        assert_eq!(DEFAULTS.total(), 32 + 40 + 1 + 192 + 4096);
+        assert_eq!(DEFAULTS.total(), 32 + 40 + 1 + 256 + 4096);
         assert!(!p.capped());
         assert_eq!(p.host_shares, 4096);
         assert!(!p.to_string().contains("limited"), "{p}");
@@ -131,8 +131,8 @@ mod tests {
         };
         let p = FdPlan::new(tight, DEFAULTS);
         assert!(p.capped());
-        assert_eq!(p.host_shares, 1024 - (32 + 40 + 1 + 192));
-        assert!(p.to_string().contains("host shares limited to 759"), "{p}");
+        assert_eq!(p.host_shares, 1024 - (32 + 40 + 1 + 256));
+        assert!(p.to_string().contains("host shares limited to 695"), "{p}");
 
         // Not even the fixed part fits: no host share at all, never an underflow.
         let tiny = NofileLimit { soft: 64, hard: 64 };

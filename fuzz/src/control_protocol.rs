@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 //! Fuzz driver: arbitrary byte streams on the host control socket.
 //!
-//! The daemon's real control server (`vhost_device_dmabuf::control::start`) listens on a Unix
-//! socket in a private directory, over a registry holding a few fixture buffers: a guest-backed
+//! The daemon's real connection code (`vhost_device_dmabuf::control::ControlConnection`, what
+//! each of its connection threads runs) serves one end of a Unix socket pair on the fuzz
+//! thread, one frame at a time — no accept, no thread per input — over a registry holding a few
+//! fixture buffers: a guest-backed
 //! one, a host-backed one, a read-only one, and one whose first page another domain holds for
 //! writing (so BEGINs wait, briefly: the wait bound is 1 ms). Each input is one connection's byte
 //! stream, sent frame by frame: a well-formed frame is sent whole and its answer read before the
 //! next (so a later frame can name a buffer an earlier SHARE created); a frame that is cut short
 //! or a stray tail is sent as it is, then the write side is shut and whatever the daemon still
 //! says is read until it hangs up. Afterwards a new connection must get a valid INFO answered.
+//! (The accept loop and the peer-credential check around this code are not fuzzed: they read no
+//! byte of the client's.)
 //!
 //! Every answer is checked against `docs/control-protocol.md`: a well-formed header, a known
 //! status that this socket may return at all, an empty payload and no fd unless `OK`, the
@@ -26,10 +30,10 @@ use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use vhost_device_dmabuf::control::ControlConnection;
 use vhost_device_dmabuf::memory::GuestMem;
 use vhost_device_dmabuf::registry::{
     GuestPort, HostRange, HostSession, Limits, Registry, ShareRequest, VmHandle,
@@ -70,12 +74,30 @@ const FIXTURES: [FixtureKind; 4] = [
 
 struct World {
     registry: Arc<Registry>,
-    socket: PathBuf,
     vm: Arc<VmHandle>,
     fixtures: Vec<Uuid>,
     holder: Option<HostSession>,
-    /// A connection that only ever asks INFO, after each input.
-    probe: UnixStream,
+}
+
+/// The pid the connections claim (LIST and INFO name shares `host:<pid>`).
+const FUZZ_PID: i32 = 4242;
+
+/// A connection of the daemon's, served on this thread: its client end, and whether the
+/// daemon's end still serves.
+struct Conn<'a> {
+    server: ControlConnection<'a>,
+    serving: bool,
+}
+
+impl Conn<'_> {
+    /// Let the daemon's end read one frame and answer it; once it is done with the stream
+    /// (end of stream, a bad header answered, an error) it hangs up, as its thread would.
+    fn serve(&mut self) {
+        if self.serving && !matches!(self.server.serve_one(), Ok(true)) {
+            self.serving = false;
+            self.server.hang_up();
+        }
+    }
 }
 
 fn limits() -> Limits {
@@ -93,34 +115,6 @@ fn limits() -> Limits {
     }
 }
 
-/// The private directory of the control socket: removed when the process exits normally;
-/// directories of earlier processes that are gone (a crash) are removed first.
-fn socket_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    extern "C" fn remove_dir() {
-        if let Some(d) = DIR.get() {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-    let tmp = std::env::temp_dir();
-    if let Ok(entries) = std::fs::read_dir(&tmp) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix("dmabuf-fuzz-ctl-") {
-                if !Path::new("/proc").join(pid).exists() {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-    }
-    let dir = DIR.get_or_init(|| tmp.join(format!("dmabuf-fuzz-ctl-{}", std::process::id())));
-    std::fs::create_dir_all(dir).expect("socket directory");
-    // SAFETY: `remove_dir` is an `extern "C" fn()` that neither unwinds nor returns a value, as
-    // atexit(3) requires; registering it twice would only remove the directory twice.
-    unsafe { libc::atexit(remove_dir) };
-    dir.clone()
-}
-
 fn world() -> MutexGuard<'static, World> {
     static WORLD: OnceLock<Mutex<World>> = OnceLock::new();
     WORLD
@@ -132,20 +126,13 @@ fn world() -> MutexGuard<'static, World> {
 impl World {
     fn new() -> World {
         let registry = Registry::new(limits()).expect("registry");
-        let dir = socket_dir();
-        let socket = dir.join("control.sock");
-        vhost_device_dmabuf::control::start(registry.clone(), &socket).expect("control socket");
         let mem = GuestMem::from_ranges(&[(GuestAddress(0), 0x100000)]).expect("guest RAM");
         let vm = registry.add_vm("vm1", GuestMemoryAtomic::new(mem), Arc::new(NoEvents));
-        let probe = UnixStream::connect(&socket).expect("probe connection");
-        probe.set_read_timeout(Some(ANSWER_BOUND)).expect("timeout");
         let mut w = World {
             registry,
-            socket,
             vm,
             fixtures: Vec::new(),
             holder: None,
-            probe,
         };
         w.fixtures = FIXTURES.iter().map(|k| w.make_fixture(*k)).collect();
         w
@@ -436,9 +423,15 @@ pub fn run(data: &[u8]) {
     };
     let mut w = world();
     let fd = make_fd(opts);
-    let mut s = UnixStream::connect(&w.socket).expect("connecting to the control socket");
+    let registry = w.registry.clone();
+    let (mut s, mut server) = UnixStream::pair().expect("socket pair");
     s.set_read_timeout(Some(ANSWER_BOUND)).expect("timeout");
     s.set_write_timeout(Some(ANSWER_BOUND)).expect("timeout");
+    let domain = registry.add_host_domain();
+    let mut conn = Conn {
+        server: ControlConnection::new(&registry, domain, FUZZ_PID, &mut server),
+        serving: true,
+    };
     let mut known = w.fixtures.clone();
     let mut held: Vec<Held> = Vec::new();
     let mut open = true;
@@ -487,6 +480,7 @@ pub fn run(data: &[u8]) {
             open = false;
             continue;
         }
+        conn.serve();
         let Some(a) = read_answer(&mut s) else {
             panic!("op {opcode}: the daemon hung up without an answer");
         };
@@ -581,21 +575,35 @@ pub fn run(data: &[u8]) {
     }
     if open {
         let _ = s.shutdown(std::net::Shutdown::Write);
+        // The daemon reads what is left (a frame cut short, a stray tail) up to the end.
+        while conn.serving {
+            conn.serve();
+        }
         drain(&mut s);
     }
+    drop(conn);
     drop(s);
+    // As the daemon's thread does when its connection ends.
+    registry.remove_domain(domain);
 
-    // A following valid request is served (on a connection kept open across inputs: opening a
-    // new one costs a daemon thread per input, and the input's own connection already showed
-    // that the daemon accepts).
+    // A new connection's valid request is served.
     let mut info = Vec::with_capacity(32);
     for v in [MAGIC, op::INFO, 16, 0] {
         info.extend_from_slice(&v.to_le_bytes());
     }
     info.extend_from_slice(&w.fixtures[1]);
-    let probe = &mut w.probe;
-    assert!(send(probe, &info, None), "sending the probe");
-    match read_answer(probe) {
+    let (mut probe, mut probe_server) = UnixStream::pair().expect("socket pair");
+    probe.set_read_timeout(Some(ANSWER_BOUND)).expect("timeout");
+    let probe_domain = registry.add_host_domain();
+    let mut pc = ControlConnection::new(&registry, probe_domain, FUZZ_PID, &mut probe_server);
+    assert!(send(&mut probe, &info, None), "sending the probe");
+    assert!(
+        matches!(pc.serve_one(), Ok(true)),
+        "the probe was not served"
+    );
+    drop(pc);
+    registry.remove_domain(probe_domain);
+    match read_answer(&mut probe) {
         Some(a) if a.status == Status::Ok && a.payload.len() == 80 => {}
         // The input revoked the fixture.
         Some(a) if a.status == Status::NotFound => {}

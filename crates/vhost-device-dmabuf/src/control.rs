@@ -245,6 +245,40 @@ fn send(stream: &UnixStream, status: Status, payload: &[u8], fd: Option<&File>) 
     Ok(())
 }
 
+/// One control connection, served on the caller's thread one frame at a time: what each of
+/// the daemon's connection threads runs, and what the `control_protocol` fuzz target drives
+/// without a thread (so its inputs cost no thread and no accept).
+pub struct ControlConnection<'a>(Connection<'a>);
+
+impl<'a> ControlConnection<'a> {
+    /// Serve `stream` for host `domain` (of `registry`), whose peer is `pid`.
+    pub fn new(
+        registry: &'a Registry,
+        domain: DomainId,
+        pid: i32,
+        stream: &'a mut UnixStream,
+    ) -> ControlConnection<'a> {
+        ControlConnection(Connection {
+            registry,
+            domain,
+            pid,
+            stream,
+            target: None,
+        })
+    }
+
+    /// Read one frame and answer it; `false` once the connection is over (end of stream, or a
+    /// bad header answered before hanging up). The caller releases the domain afterwards.
+    pub fn serve_one(&mut self) -> io::Result<bool> {
+        self.0.serve_one()
+    }
+
+    /// Hang up: the peer reads the end of the stream after what it was sent.
+    pub fn hang_up(&mut self) {
+        let _ = self.0.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 struct Connection<'a> {
     registry: &'a Registry,
     domain: DomainId,
@@ -390,22 +424,28 @@ fn info_payload(s: &BufferSummary) -> Vec<u8> {
 
 impl Connection<'_> {
     fn run(&mut self) -> io::Result<()> {
-        loop {
-            let frame = match self.read_frame()? {
-                Some(Ok(f)) => f,
-                Some(Err(e)) => {
-                    // The stream is out of step: answer and hang up.
-                    debug!("control: pid {}: {e}", self.pid);
-                    send(self.stream, e.status(), &[], None)?;
-                    return Ok(());
-                }
-                None => return Ok(()),
-            };
-            match self.dispatch(frame) {
-                Ok(r) => send(self.stream, Status::Ok, &r.payload, r.fd.as_ref())?,
-                Err(refusal) => send(self.stream, refusal.status(self.pid), &[], None)?,
+        while self.serve_one()? {}
+        Ok(())
+    }
+
+    /// Read one frame and answer it; `false` once the connection is over (end of stream, or
+    /// a bad header answered before hanging up).
+    fn serve_one(&mut self) -> io::Result<bool> {
+        let frame = match self.read_frame()? {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                // The stream is out of step: answer and hang up.
+                debug!("control: pid {}: {e}", self.pid);
+                send(self.stream, e.status(), &[], None)?;
+                return Ok(false);
             }
+            None => return Ok(false),
+        };
+        match self.dispatch(frame) {
+            Ok(r) => send(self.stream, Status::Ok, &r.payload, r.fd.as_ref())?,
+            Err(refusal) => send(self.stream, refusal.status(self.pid), &[], None)?,
         }
+        Ok(true)
     }
 
     /// `None` at a clean end of stream.

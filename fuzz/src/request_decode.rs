@@ -834,6 +834,7 @@ fn expect(w: &World, m: &mut Model, spec: &ChainSpec<'_>, b: &[u8], import: bool
     let kind = le32(b, 0);
     let needed = match kind {
         req::CREATE | req::LOOKUP => 24,
+        req::MAP => 32,
         _ => 8,
     };
     if cap < needed {
@@ -1032,6 +1033,9 @@ fn expect(w: &World, m: &mut Model, spec: &ChainSpec<'_>, b: &[u8], import: bool
                 }
             }
         }
+        // The fuzzed device has no shared memory region, so it does not offer
+        // VIRTIO_DMABUF_F_MAP: MAP is UNSUPPORTED, whatever its body (spec section 13).
+        req::MAP => status(Status::Unsupported),
         _ => status(Status::InvalidRequest),
     }
 }

@@ -59,13 +59,11 @@ use vmm_sys_util::event::{
 
 use self::chain::{respond, respond_status, ChainShape};
 use self::events::{EventPort, Rings};
+use self::refusal::{refusal, GuestLogs};
 use crate::limits::Limits;
 use crate::memory::GuestMem;
 use crate::poll::AdaptivePoll;
-use crate::ratelimit::RateLimit;
-use crate::registry::{
-    chain, Completion, LookupInfo, MapInfo, Registry, RegistryError, SyncOutcome, VmHandle,
-};
+use crate::registry::{chain, Completion, LookupInfo, MapInfo, Registry, SyncOutcome, VmHandle};
 use crate::shm::VmShm;
 
 /// Queue size the backend accepts (QEMU's generic device defaults to 64).
@@ -98,35 +96,6 @@ impl From<VhuError> for io::Error {
 }
 
 type Mem = GuestMemoryLoadGuard<GuestMem>;
-
-/// The log lines a guest can trigger again and again, rate limited per VM.
-struct GuestLogs {
-    malformed: RateLimit,
-    failed: RateLimit,
-}
-
-impl GuestLogs {
-    fn new() -> GuestLogs {
-        GuestLogs {
-            malformed: RateLimit::new("malformed descriptor chain ignored"),
-            failed: RateLimit::new("request failed"),
-        }
-    }
-}
-
-/// The status a refused or failed request is answered with: the one place where this edge turns
-/// a registry error into a wire status. A failure with a cause (the host failed, not the guest's
-/// request) is logged with its chain, within `limit`.
-fn refusal(vm: &str, e: &RegistryError, limit: &RateLimit) -> Status {
-    if std::error::Error::source(e).is_some() {
-        if let Some(n) = limit.admit() {
-            warn!("{vm}: {}{n}", chain(e));
-        }
-    } else {
-        debug!("{vm}: {e}");
-    }
-    e.status()
-}
 
 /// The configuration space (spec section 5) of `limits`.
 fn config_space(limits: &Limits) -> wire::Config {
@@ -709,5 +678,6 @@ impl VhostUserBackend for DmabufBackend {
 
 mod chain;
 mod events;
+mod refusal;
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,7 @@
 //! connection holds, END only for exactly a held access, and the write generation advanced by
 //! nothing but an `OK` write END. No answer may take longer than 10 s.
 //!
-//! Input format: byte 0 chooses the fd sent with SHARE and READ_INTO frames — bits 0-1: none, a
+//! Input format: byte 0 chooses the fd sent with SHARE, READ_INTO and SET_TARGET frames — bits 0-1: none, a
 //! sealed memfd, an unsealed memfd, a pipe; bit 2: send it with every frame; bit 3: seal the
 //! memfd against writes; bits 4-5: its size (16 KiB, 4 KiB, 1 byte, 0). Then the byte stream.
 //! In a frame whose payload starts with a UUID, a first byte below 0xc0 picks a known buffer.
@@ -342,10 +342,12 @@ fn allowed(op: u32, s: Status) -> bool {
             // (device spec 6.6); it cannot match a held access either.
             op::END => matches!(s, InvalidSize | NotFound | NotHeld | PermissionDenied),
             op::READ => matches!(s, InvalidSize | NotFound | NotHeld | IoError),
-            op::READ_INTO | op::WRITE => matches!(
+            op::READ_INTO | op::READ_TARGET | op::WRITE => matches!(
                 s,
                 InvalidSize | NotFound | NotHeld | PermissionDenied | IoError
             ),
+            // A target that is read-only (opened so, or write-sealed), or cannot be mapped.
+            op::SET_TARGET => matches!(s, PermissionDenied | IoError),
             op::EXPORT => matches!(s, NotFound | PermissionDenied | Unsupported),
             op::WAIT_WRITE => matches!(s, NotFound | Timeout | Revoked),
             _ => false,
@@ -355,7 +357,8 @@ fn allowed(op: u32, s: Status) -> bool {
 /// Payload size of an `OK` answer, where it is fixed.
 fn ok_payload(op: u32, req: &[u8]) -> Option<usize> {
     match op {
-        op::SHARE | op::READ_INTO | op::EXPORT => Some(16),
+        op::SHARE | op::READ_INTO | op::READ_TARGET | op::EXPORT => Some(16),
+        op::SET_TARGET => Some(0),
         op::INFO => Some(80),
         op::BEGIN | op::END | op::WRITE | op::REVOKE => Some(0),
         op::WAIT_WRITE => Some(8),
@@ -366,9 +369,9 @@ fn ok_payload(op: u32, req: &[u8]) -> Option<usize> {
 
 /// What the framing and payload-size rules alone decide (before any buffer is looked at).
 fn framing_verdict(op: u32, p: &[u8], with_fd: bool) -> Option<Status> {
-    let takes_fd = matches!(op, op::SHARE | op::READ_INTO);
+    let takes_fd = matches!(op, op::SHARE | op::READ_INTO | op::SET_TARGET);
     let invalid = Some(Status::InvalidRequest);
-    if !(op::SHARE..=op::REVOKE).contains(&op) || with_fd != takes_fd {
+    if !(op::SHARE..=op::READ_TARGET).contains(&op) || with_fd != takes_fd {
         return invalid;
     }
     let size_ok = match op {
@@ -378,9 +381,9 @@ fn framing_verdict(op: u32, p: &[u8], with_fd: bool) -> Option<Status> {
                 n <= 64 && p.len() == 16 + n as usize * 32
             }
         }
-        op::LIST => p.is_empty(),
+        op::LIST | op::SET_TARGET => p.is_empty(),
         op::INFO | op::EXPORT | op::REVOKE => p.len() == 16,
-        op::BEGIN | op::END | op::READ | op::READ_INTO => p.len() == 40,
+        op::BEGIN | op::END | op::READ | op::READ_INTO | op::READ_TARGET => p.len() == 40,
         op::WRITE => p.len() >= 40,
         _ => p.len() == 32,
     };
@@ -396,7 +399,7 @@ fn framing_verdict(op: u32, p: &[u8], with_fd: bool) -> Option<Status> {
         op::BEGIN | op::END if flags == 0 || flags & !3 != 0 => invalid,
         op::END if arg != 0 => invalid,
         op::READ | op::WRITE if flags != 0 || arg != 0 => invalid,
-        op::READ_INTO if flags != 0 => invalid,
+        op::READ_INTO | op::READ_TARGET if flags != 0 => invalid,
         op::READ if le64(p, 24) == 0 || le64(p, 24) > u64::from(MAX_PAYLOAD) => {
             Some(Status::InvalidSize)
         }
@@ -460,6 +463,7 @@ pub fn run(data: &[u8]) {
                 | op::END
                 | op::READ
                 | op::READ_INTO
+                | op::READ_TARGET
                 | op::WRITE
                 | op::EXPORT
                 | op::WAIT_WRITE
@@ -469,8 +473,8 @@ pub fn run(data: &[u8]) {
             let pick = known[usize::from(frame[16]) % known.len()];
             frame[16..32].copy_from_slice(&pick);
         }
-        let with_fd =
-            fd.is_some() && (opts & 4 != 0 || matches!(opcode, op::SHARE | op::READ_INTO));
+        let with_fd = fd.is_some()
+            && (opts & 4 != 0 || matches!(opcode, op::SHARE | op::READ_INTO | op::SET_TARGET));
         let p = frame[16..].to_vec();
         let uuid: Option<Uuid> = (p.len() >= 16).then(|| p[..16].try_into().expect("16 bytes"));
         let generation_before = uuid.and_then(|u| w.generation(&u));
@@ -538,7 +542,7 @@ pub fn run(data: &[u8]) {
                     _ => {}
                 }
             }
-            (op::READ | op::READ_INTO, Status::Ok) => {
+            (op::READ | op::READ_INTO | op::READ_TARGET, Status::Ok) => {
                 assert!(
                     covered(&held, &range(&p), false),
                     "{what}: served outside an access"

@@ -346,8 +346,8 @@ fn allowed(op: u32, s: Status) -> bool {
                 s,
                 InvalidSize | NotFound | NotHeld | PermissionDenied | IoError
             ),
-            // A target that is read-only (opened so, or write-sealed), or cannot be mapped.
-            op::SET_TARGET => matches!(s, PermissionDenied | IoError),
+            // A target that is read-only (opened so, or write-sealed), empty, or cannot be mapped.
+            op::SET_TARGET => matches!(s, PermissionDenied | InvalidSize | IoError),
             op::EXPORT => matches!(s, NotFound | PermissionDenied | Unsupported),
             op::WAIT_WRITE => matches!(s, NotFound | Timeout | Revoked),
             _ => false,

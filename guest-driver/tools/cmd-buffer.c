@@ -148,7 +148,8 @@ int cmd_import(struct gd *g, int argc, char **argv)
 		struct gd_buf b2;
 		bool same;
 
-		gd_import(g, b.dev, bo.uuid, bo.no_cloexec, &b2);
+		gd_import(g, b.dev, bo.uuid, bo.no_cloexec, gd_import_flags(&bo),
+			  &b2);
 		same = gd_same_file(b.fd, b2.fd);
 		gd_out(g, "second_fd=%d", b2.fd);
 		gd_out(g, "second_same_dmabuf=%d", same);

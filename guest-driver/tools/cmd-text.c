@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * dmabuf-guest: devinfo, and text in buffers (cat, puts: the demo's).
+ * dmabuf-guest: devinfo, shm-info, and text in buffers (cat, puts: the
+ * demo's).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,6 +37,98 @@ int cmd_devinfo(struct gd *g, int argc, char **argv)
 	gd_out(g, "queue_size=%u", di.queue_size);
 	gd_out(g, "max_starts=%u", di.max_starts);
 	gd_check(g, true, "DEVICE_INFO", "", "");
+	return gd_finish(g);
+}
+
+/* ------------------------------------------------------------------ */
+/* shm-info                                                           */
+/* ------------------------------------------------------------------ */
+
+/* an expected value: GD_OPT_FN with set_expect_u64 */
+struct expect_u64 {
+	uint64_t value;
+	bool set;
+};
+
+static void set_expect_u64(void *field, const char *arg)
+{
+	struct expect_u64 *e = field;
+
+	e->value = gd_parse_u64(arg, "bad --expect-... value");
+	e->set = true;
+}
+
+static void set_expect_state(void *field, const char *arg)
+{
+	struct expect_u64 *e = field;
+	int s = gd_shm_state_from_name(arg);
+
+	if (s < 0)
+		gd_usage("--expect-state ACTIVE|NO_FEATURE|NO_REGION|UNUSABLE");
+	e->value = s;
+	e->set = true;
+}
+
+struct shm_info_opts {
+	struct expect_u64 state;
+	struct expect_u64 nr_mapped;
+	struct expect_u64 bytes_mapped;
+	struct expect_u64 nr_fallbacks;
+};
+
+#define SO(f) offsetof(struct shm_info_opts, f)
+
+static const struct gd_opt shm_info_options[] = {
+	{ "expect-state", GD_OPT_FN, SO(state), "NAME",
+	  "check: the state (ACTIVE, NO_FEATURE, NO_REGION, UNUSABLE)",
+	  set_expect_state },
+	{ "expect-nr-mapped", GD_OPT_FN, SO(nr_mapped), "N",
+	  "check: mapped imports this guest holds now", set_expect_u64 },
+	{ "expect-bytes-mapped", GD_OPT_FN, SO(bytes_mapped), "N",
+	  "check: bytes of the region they hold (each rounded up to 4096)",
+	  set_expect_u64 },
+	{ "expect-fallbacks", GD_OPT_FN, SO(nr_fallbacks), "N",
+	  "check: IMPORTs that asked for MAP and got a copy since probe",
+	  set_expect_u64 },
+	{ NULL, 0, 0, NULL, NULL, NULL },
+};
+
+/* VIRTIO_DMABUF_IOC_SHM_INFO: every field, the state and errnos by name */
+int cmd_shm_info(struct gd *g, int argc, char **argv)
+{
+	struct virtio_dmabuf_ioc_shm_info si;
+	struct shm_info_opts o = { 0 };
+	const struct gd_optset sets[] = { GD_OPTSET(shm_info_options, &o) };
+	int dev;
+
+	gd_parse(g, argc, argv, sets, GD_ARRAY_SIZE(sets));
+	dev = gd_open_dev(g);
+	memset(&si, 0, sizeof(si));
+	if (ioctl(dev, VIRTIO_DMABUF_IOC_SHM_INFO, &si))
+		gd_fail(g, errno, "VIRTIO_DMABUF_IOC_SHM_INFO");
+	gd_out(g, "shm_addr=0x%llx", (unsigned long long)si.addr);
+	gd_out(g, "shm_size=%llu", (unsigned long long)si.size);
+	gd_out(g, "shm_bytes_mapped=%llu", (unsigned long long)si.bytes_mapped);
+	gd_out(g, "shm_nr_mapped=%u", si.nr_mapped);
+	gd_out(g, "shm_state=%s", gd_shm_state_name(si.state));
+	gd_out(g, "shm_state_value=%u", si.state);
+	gd_out(g, "shm_error=%s", gd_errno_name(si.error));
+	gd_out(g, "shm_nr_fallbacks=%u", si.nr_fallbacks);
+	gd_out(g, "shm_last_fallback=%s", gd_errno_name(si.last_fallback));
+	gd_out(g, "shm_reserved=%u", si.reserved);
+	gd_check(g, true, "SHM_INFO", "", "");
+	if (o.state.set)
+		gd_check_str(g, "SHM_INFO: state", gd_shm_state_name(si.state),
+			     gd_shm_state_name(o.state.value));
+	if (o.nr_mapped.set)
+		gd_check_u64(g, "SHM_INFO: mapped imports held (nr_mapped)",
+			     si.nr_mapped, o.nr_mapped.value);
+	if (o.bytes_mapped.set)
+		gd_check_u64(g, "SHM_INFO: bytes of the region mapped (bytes_mapped)",
+			     si.bytes_mapped, o.bytes_mapped.value);
+	if (o.nr_fallbacks.set)
+		gd_check_u64(g, "SHM_INFO: MAPs that fell back to a copy (nr_fallbacks)",
+			     si.nr_fallbacks, o.nr_fallbacks.value);
 	return gd_finish(g);
 }
 

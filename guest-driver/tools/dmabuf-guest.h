@@ -151,6 +151,7 @@ struct gd_buf_expect {
 	int host_backed;
 	int read_only;
 	int own;
+	int mapped;		/* VIRTIO_DMABUF_BUF_MAPPED: mapped in place */
 };
 
 /* --uuid U (import) or --size N (allocate) */
@@ -161,11 +162,19 @@ struct gd_buf_opts {
 	bool have_size;
 	uint32_t share_flags;	/* --read-only, --host-only */
 	bool no_cloexec;
+	/*
+	 * --no-map, or DMABUF_GUEST_NO_MAP=1 in the environment: IMPORT with
+	 * VIRTIO_DMABUF_IMPORT_NO_MAP (a copy even where the device could map)
+	 */
+	bool no_map;
 	struct gd_buf_expect expect;
 };
 
 extern const struct gd_opt gd_buf_options[];
+/* the defaults, and no_map from $DMABUF_GUEST_NO_MAP ("1": set) */
 void gd_buf_opts_init(struct gd_buf_opts *o);
+/* VIRTIO_DMABUF_IMPORT_* of an IMPORT with these options */
+uint32_t gd_import_flags(const struct gd_buf_opts *o);
 
 /* how a range is accessed: the sync around it */
 struct gd_access_opts {
@@ -200,7 +209,7 @@ int gd_open_dev(struct gd *g);
 void gd_alloc(struct gd *g, int dev, const struct gd_buf_opts *o,
 	      struct gd_buf *b);
 void gd_import(struct gd *g, int dev, const uint8_t *uuid, bool no_cloexec,
-	       struct gd_buf *b);
+	       uint32_t import_flags, struct gd_buf *b);
 /* open the device, import (--uuid) or allocate (--size), print and assert */
 void gd_get_buf(struct gd *g, const struct gd_buf_opts *o, struct gd_buf *b);
 void gd_buf_map(struct gd *g, struct gd_buf *b, bool write);
@@ -221,6 +230,10 @@ void gd_access_or_fail(struct gd *g, const struct gd_access_opts *a,
 
 /* INFO: prints info_* keys; 0 or a positive errno; *state if not NULL */
 int gd_print_info(struct gd *g, struct gd_buf *b, uint32_t *state);
+
+/* VIRTIO_DMABUF_SHM_* as text ("ACTIVE", ...; "?" if unknown) */
+const char *gd_shm_state_name(uint32_t state);
+int gd_shm_state_from_name(const char *name);	/* -1 if unknown */
 
 /* the range of --offset/--len in the buffer; exits if outside */
 void gd_range_of(struct gd *g, const struct gd_range_opts *r,
@@ -262,6 +275,7 @@ struct gd_cmd {
 };
 
 int cmd_devinfo(struct gd *g, int argc, char **argv);
+int cmd_shm_info(struct gd *g, int argc, char **argv);
 int cmd_alloc(struct gd *g, int argc, char **argv);
 int cmd_import(struct gd *g, int argc, char **argv);
 int cmd_info(struct gd *g, int argc, char **argv);

@@ -7,8 +7,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <linux/virtio_dmabuf.h>
@@ -145,6 +148,118 @@ static bool report(struct gd *g, const struct hold_cmd *c, const char *what,
 	return gd_check_str(g, w, gd_errno_name(err), "OK");
 }
 
+/* ------------------------------------------------------------------ */
+/* touch: one byte of the mapping, no sync, under a SIGBUS handler     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A revoked mapped import has no pages any more: the driver zapped the user
+ * mappings, and the defined result of the next access is SIGBUS (spec 13.4).
+ * The handler jumps back to touch_byte(); its jump buffer is the tool's one
+ * file-scope variable, since a signal handler gets no context of ours.
+ */
+static sigjmp_buf touch_env;
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	siglongjmp(touch_env, 1);
+}
+
+/*
+ * Read (or write *byte, then read back) the byte at p. Returns true if the
+ * access raised SIGBUS; otherwise *byte is what the byte holds.
+ */
+static bool touch_byte(volatile uint8_t *p, bool write, uint8_t *byte)
+{
+	struct sigaction sa, old;
+	volatile bool bus = false;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigbus;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &old);
+	if (!sigsetjmp(touch_env, 1)) {
+		if (write)
+			*p = *byte;
+		*byte = *p;
+	} else {
+		bus = true;
+	}
+	sigaction(SIGBUS, &old, NULL);
+	return bus;
+}
+
+/*
+ * touch OFF [sigbus|0xNN|seed=S], touch-write OFF VALUE [sigbus|ok]: prints
+ * touch_off=, sigbus=0|1 and byte= (read, or read back after the write);
+ * with an expectation one TAP check, without none. Returns -1 on bad words,
+ * else whether the check passed.
+ */
+static int touch_command(struct gd *g, struct gd_buf *b,
+			  const struct hold_cmd *c, bool write)
+{
+	const char *exp = c->n > (write ? 3 : 2) ? c->w[write ? 3 : 2] : NULL;
+	uint64_t off, v = 0, want = 0;
+	char what[128], got[32], w[32];
+	bool bus, want_bus = false;
+	uint8_t byte;
+
+	if (c->n < (write ? 3 : 2) || !parse_u64_word(c->w[1], &off) ||
+	    (write && (!parse_u64_word(c->w[2], &v) || v > 0xff)))
+		return -1;
+	if (exp && !strcmp(exp, "sigbus"))
+		want_bus = true;
+	else if (exp && write && strcmp(exp, "ok"))
+		return -1;
+	else if (exp && !write && !strncmp(exp, "seed=", 5)) {
+		if (!parse_u64_word(exp + 5, &want))
+			return -1;
+		want = gd_pattern_byte(off, want & 0xffffffff);
+	} else if (exp && !write && !parse_u64_word(exp, &want))
+		return -1;
+	if (off >= b->map_size)
+		return -1;
+	/* the mapping the holder has; a first one if it has none */
+	gd_buf_map(g, b, write);
+	byte = v;
+	bus = touch_byte(b->map + off, write, &byte);
+	gd_out(g, "touch_off=%" PRIu64, off);
+	gd_out(g, "sigbus=%d", bus);
+	if (!bus)
+		gd_out(g, "byte=0x%02x", byte);
+	if (!exp)
+		return 1;
+	snprintf(what, sizeof(what), "holder: %s byte %" PRIu64
+		 " of the mapping, no sync: %s", write ? "write of" : "read of",
+		 off, exp);
+	if (bus)
+		snprintf(got, sizeof(got), "SIGBUS");
+	else
+		snprintf(got, sizeof(got), "byte 0x%02x", byte);
+	if (want_bus)
+		return gd_check(g, bus, what, got, "SIGBUS");
+	if (write)
+		want = v;
+	snprintf(w, sizeof(w), "byte 0x%02x", (unsigned int)want);
+	return gd_check(g, !bus && byte == want, what, got, w);
+}
+
+/* INFO's state, polled without printing; 0 or a positive errno */
+static int info_state(const struct gd_buf *b, uint32_t *state)
+{
+	struct virtio_dmabuf_ioc_info info;
+
+	if (b->dev < 0)
+		return EBADF;
+	memset(&info, 0, sizeof(info));
+	info.fd = b->fd;
+	if (ioctl(b->dev, VIRTIO_DMABUF_IOC_INFO, &info))
+		return errno;
+	*state = info.state;
+	return 0;
+}
+
 static bool sync_words(const char *dir, uint32_t *flags)
 {
 	*flags = 0;
@@ -167,17 +282,31 @@ static bool hold_command(struct gd *g, const struct gd_access_opts *a,
 
 	snprintf(what, sizeof(what), "%s", cmd);
 	if (!strcmp(cmd, "info")) {
-		err = gd_print_info(g, b, &state);
-		if (!err && c->n >= 2 && !c->fails) {
-			uint64_t want;
+		uint64_t want = 0, wait_ms = 0, t0 = gd_now_ns();
 
-			if (!parse_u64_word(c->w[1], &want))
-				goto usage;
+		if ((c->n >= 2 && !parse_u64_word(c->w[1], &want)) ||
+		    (c->n >= 3 && !parse_u64_word(c->w[2], &wait_ms)))
+			goto usage;
+		/* info STATE WAIT_MS: poll (bounded) until the state is STATE */
+		while (c->n >= 3 && !info_state(b, &state) && state != want &&
+		       (gd_now_ns() - t0) / 1000000 < wait_ms)
+			gd_sleep_ms(20);
+		err = gd_print_info(g, b, &state);
+		if (c->n >= 3)
+			gd_out(g, "info_waited_ms=%.0f", (gd_now_ns() - t0) / 1e6);
+		if (!err && c->n >= 2 && !c->fails) {
 			snprintf(what, sizeof(what), "holder: INFO state is 0x%" PRIx64,
 				 want);
 			return gd_check_u64(g, what, state, want);
 		}
 		return report(g, c, "INFO", err);
+	}
+	if (!strcmp(cmd, "touch") || !strcmp(cmd, "touch-write")) {
+		int r = touch_command(g, b, c, cmd[5] == '-');
+
+		if (r < 0)
+			goto usage;
+		return r;
 	}
 	if (!strcmp(cmd, "closedev")) {
 		/* only the dma-buf fd (and the mapping) stay open */
@@ -249,7 +378,7 @@ static bool hold_command(struct gd *g, const struct gd_access_opts *a,
 usage:
 	gd_out(g, "error=bad holder command: %s", cmd);
 	return gd_check(g, false, "holder: a command it knows", cmd,
-			"checksum|verify|write|peek|poke|info|closedev|start|end");
+			"checksum|verify|write|peek|poke|touch|touch-write|info|closedev|start|end");
 }
 
 bool gd_hold(struct gd *g, const struct gd_access_opts *a, struct gd_buf *b,

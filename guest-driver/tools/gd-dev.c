@@ -35,6 +35,7 @@ _Static_assert(sizeof(struct virtio_dmabuf_ioc_import) == 40, "ioc_import");
 _Static_assert(sizeof(struct virtio_dmabuf_ioc_sync) == 32, "ioc_sync");
 _Static_assert(sizeof(struct virtio_dmabuf_ioc_info) == 48, "ioc_info");
 _Static_assert(sizeof(struct virtio_dmabuf_ioc_device_info) == 40, "ioc_devinfo");
+_Static_assert(sizeof(struct virtio_dmabuf_ioc_shm_info) == 48, "ioc_shm_info");
 
 /* ------------------------------------------------------------------ */
 /* options                                                            */
@@ -87,6 +88,9 @@ const struct gd_opt gd_buf_options[] = {
 	  "allocate HOST_ONLY (not importable by VMs)", set_host_only },
 	{ "no-cloexec", GD_OPT_FLAG, BO(no_cloexec), NULL,
 	  "VIRTIO_DMABUF_FD_NO_CLOEXEC", NULL },
+	{ "no-map", GD_OPT_FLAG, BO(no_map), NULL,
+	  "IMPORT with VIRTIO_DMABUF_IMPORT_NO_MAP: a copy, never mapped in place (default with DMABUF_GUEST_NO_MAP=1)",
+	  NULL },
 	{ "expect-size", GD_OPT_U64, BE(size), "N", "check: its size is N", NULL },
 	{ "expect-cloexec", GD_OPT_FN, BE(cloexec), "0|1",
 	  "check: FD_CLOEXEC of its fd", set_01 },
@@ -95,16 +99,29 @@ const struct gd_opt gd_buf_options[] = {
 	{ "expect-read-only", GD_OPT_FN, BE(read_only), "0|1",
 	  "check: its READ_ONLY flag", set_01 },
 	{ "expect-own", GD_OPT_FN, BE(own), "0|1", "check: its OWN flag", set_01 },
+	{ "expect-mapped", GD_OPT_FN, BE(mapped), "0|1",
+	  "check: its MAPPED flag (mapped in place, not a copy)", set_01 },
 	{ NULL, 0, 0, NULL, NULL, NULL },
 };
 
 void gd_buf_opts_init(struct gd_buf_opts *o)
 {
+	const char *env;
+
 	memset(o, 0, sizeof(*o));
 	o->expect.cloexec = -1;
 	o->expect.host_backed = -1;
 	o->expect.read_only = -1;
 	o->expect.own = -1;
+	o->expect.mapped = -1;
+	/* a run-wide default for scripts whose imports must stay copies */
+	env = getenv("DMABUF_GUEST_NO_MAP");
+	o->no_map = env && !strcmp(env, "1");
+}
+
+uint32_t gd_import_flags(const struct gd_buf_opts *o)
+{
+	return o->no_map ? VIRTIO_DMABUF_IMPORT_NO_MAP : 0;
 }
 
 static void set_sync(void *field, const char *arg)
@@ -193,10 +210,11 @@ void gd_alloc(struct gd *g, int dev, const struct gd_buf_opts *o,
 }
 
 void gd_import(struct gd *g, int dev, const uint8_t *uuid, bool no_cloexec,
-	       struct gd_buf *b)
+	       uint32_t import_flags, struct gd_buf *b)
 {
 	struct virtio_dmabuf_ioc_import im = {
 		.fd_flags = no_cloexec ? VIRTIO_DMABUF_FD_NO_CLOEXEC : 0,
+		.import_flags = import_flags,
 	};
 	char us[37];
 
@@ -231,7 +249,7 @@ void gd_get_buf(struct gd *g, const struct gd_buf_opts *o, struct gd_buf *b)
 	char us[37], what[128];
 
 	if (o->have_uuid)
-		gd_import(g, dev, o->uuid, o->no_cloexec, b);
+		gd_import(g, dev, o->uuid, o->no_cloexec, gd_import_flags(o), b);
 	else
 		gd_alloc(g, dev, o, b);
 	fdflags = fcntl(b->fd, F_GETFD);
@@ -239,6 +257,9 @@ void gd_get_buf(struct gd *g, const struct gd_buf_opts *o, struct gd_buf *b)
 	gd_out(g, "uuid=%s", gd_uuid_str(b->uuid, us));
 	gd_out(g, "size=%" PRIu64, b->size);
 	gd_out(g, "flags=0x%x", b->flags);
+	gd_out(g, "mapped=%d", !!(b->flags & VIRTIO_DMABUF_BUF_MAPPED));
+	if (o->have_uuid)
+		gd_out(g, "import_flags=0x%x", gd_import_flags(o));
 	gd_out(g, "cloexec=%d", cloexec);
 	gd_out(g, "fd=%d", b->fd);
 	if (o->expect.size) {
@@ -256,6 +277,8 @@ void gd_get_buf(struct gd *g, const struct gd_buf_opts *o, struct gd_buf *b)
 	check_flag(g, op, "READ_ONLY", o->expect.read_only, b->flags,
 		   VIRTIO_DMABUF_BUF_READ_ONLY);
 	check_flag(g, op, "OWN", o->expect.own, b->flags, VIRTIO_DMABUF_BUF_OWN);
+	check_flag(g, op, "MAPPED", o->expect.mapped, b->flags,
+		   VIRTIO_DMABUF_BUF_MAPPED);
 }
 
 void gd_buf_map(struct gd *g, struct gd_buf *b, bool write)
@@ -365,12 +388,35 @@ int gd_print_info(struct gd *g, struct gd_buf *b, uint32_t *state)
 	gd_out(g, "info_size=%llu", (unsigned long long)info.size);
 	gd_out(g, "info_uuid=%s", gd_uuid_str(info.uuid, us));
 	gd_out(g, "info_flags=0x%x", info.flags);
+	gd_out(g, "info_mapped=%d", !!(info.flags & VIRTIO_DMABUF_BUF_MAPPED));
 	gd_out(g, "info_share_flags=0x%x", info.share_flags);
 	gd_out(g, "info_state=0x%x", info.state);
 	gd_out(g, "info_device=%u", info.device);
 	if (state)
 		*state = info.state;
 	return 0;
+}
+
+static const char *const shm_states[] = {
+	[VIRTIO_DMABUF_SHM_ACTIVE] = "ACTIVE",
+	[VIRTIO_DMABUF_SHM_NO_FEATURE] = "NO_FEATURE",
+	[VIRTIO_DMABUF_SHM_NO_REGION] = "NO_REGION",
+	[VIRTIO_DMABUF_SHM_UNUSABLE] = "UNUSABLE",
+};
+
+const char *gd_shm_state_name(uint32_t state)
+{
+	return state < GD_ARRAY_SIZE(shm_states) ? shm_states[state] : "?";
+}
+
+int gd_shm_state_from_name(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < GD_ARRAY_SIZE(shm_states); i++)
+		if (!strcmp(shm_states[i], name))
+			return i;
+	return -1;
 }
 
 void gd_range_of(struct gd *g, const struct gd_range_opts *r,

@@ -16,6 +16,7 @@
 
 static const struct gd_cmd cmds[] = {
 	{ "devinfo", cmd_devinfo, "DEVICE_INFO" },
+	{ "shm-info", cmd_shm_info, "SHM_INFO: the shared memory region, mapped imports" },
 	{ "alloc", cmd_alloc, "ALLOC a buffer, fill it, hold it" },
 	{ "import", cmd_import, "IMPORT by UUID, read/verify a range, write it" },
 	{ "info", cmd_info, "INFO of an imported or new buffer" },

@@ -38,6 +38,15 @@ under one QEMU:
  12 cross-vm-errors    READ_ONLY and HOST_ONLY across VMs, START timeouts and grants, the
                        abandoned START of a killed process, REVOKED on the owner's release,
                        device removal while a START waits
+ 13 zero-copy-import   a host memfd imported mapped in place (stock 11.1.3; a copy under
+                       10.2.2, which has no shared memory region): bytes both ways in place,
+                       SYNC still fences, revoke while mmapped (SIGBUS, ENODEV, REVOKED),
+                       kimport and vgem of a mapped import; 13b host dma-buf shares (SKIP
+                       where the host cannot make a dma-buf); the vm-bench line
+ 14 zero-copy-vm-to-vm VM1 maps VM2's buffer in place, data both ways; VM2 powers off: VM1's
+                       mmap SIGBUS, SYNC ENODEV, INFO REVOKED (copies under 10.2.2)
+Cases 1-12 import copies (DMABUF_GUEST_NO_MAP=1 in their guest scripts; each boot asserts
+that no import of theirs was mapped); 13 and 14 ask for mapped imports.
   (0: per boot, the guest booted, exited cleanly, kernel log clean; per kernel, the daemon
    shut down cleanly)
 What the guest can decide it checks itself (dmabuf-guest's TAP lines, counted per case
@@ -51,7 +60,7 @@ Each block starts with "vm-suite: qemu: <path> (QEMU emulator version ...)".
 Options:
   --kernel SERIES   only these guest kernels (repeatable or comma-separated)
   --qemu KIND       only under these QEMUs: stock, patched (default with --kernel: stock)
-  --case N          only case N, 1-12 (repeatable or comma-separated; default: all)
+  --case N          only case N, 1-14 (repeatable or comma-separated; default: all)
   --keep-logs       keep the log directory also when everything passed
   --help            this text
 
@@ -68,7 +77,10 @@ every selected kernel runs under that QEMU only.
 
 Environment: DAEMON, DMABUFCTL (binaries; default target/release), QEMU (see
 qemu-scripts/ensure-qemu.sh), DMABUF_QEMU_RECONNECT=1 (your \$QEMU can reconnect),
-DMABUF_CACHE.
+DMABUF_CACHE, DMABUF_SUITE_EXPECT_MAPPED=0|1 (what cases 13 and 14 expect instead of
+"mapped with QEMU >= 11.1": e.g. 1 under 10.2.2 to see them fail).
+Output also has one "vm-bench: kernel=K qemu=V mapped_read_ratio=X copy_read_ratio=X
+copied_bytes_mapped=N ..." line per block that runs case 13 (reported, not asserted).
 EOF
 }
 
@@ -102,7 +114,7 @@ while (($#)); do
     esac
     shift
 done
-((${#SEL[@]})) || SEL=(1 2 3 4 5 6 7 8 9 10 11 12)
+((${#SEL[@]})) || SEL=(1 2 3 4 5 6 7 8 9 10 11 12 13 14)
 for k in "${KERNELS[@]}"; do
     [[ " ${ALL_KERNELS[*]} " == *" $k "* ]] || { echo "vm-suite: --kernel must be one of ${ALL_KERNELS[*]}, not '$k'" >&2; exit 2; }
 done
@@ -113,7 +125,7 @@ if [[ -n "${QEMU:-}" ]] && ((${#QEMUS[@]})); then
     echo "vm-suite: --qemu and \$QEMU exclude each other (\$QEMU=$QEMU)" >&2; exit 2
 fi
 for c in "${SEL[@]}"; do
-    [[ "$c" =~ ^([1-9]|1[012])$ ]] || { echo "vm-suite: --case must be 1-12, not '$c'" >&2; exit 2; }
+    [[ "$c" =~ ^([1-9]|1[0-4])$ ]] || { echo "vm-suite: --case must be 1-14, not '$c'" >&2; exit 2; }
 done
 want() { local c; for c in "${SEL[@]}"; do [[ "$c" == "$1" ]] && return 0; done; return 1; }
 
@@ -126,6 +138,11 @@ C5_SIZE=1048576
 C6_OFF=4096 C6_LEN=200000
 C8_SIZE=2097229 C8_OFF=65536 C8_LEN=100000 C8_YSIZE=300001
 C10_SIZE=300007 C10_HN_SIZE=200003 C10_RECONNECT_MS=500 C10_RTO_MS=2000
+C13_SIZE=1060921               # 1 MiB + 12345: not a page multiple
+C13_MAPLEN=1064960             # C13_SIZE rounded up to 4096: what a mapped import holds
+C13_HOLD_S=4 C13_OFF=12345 C13_LEN=300000
+C13_BENCH_SIZE=1048576         # vm-bench: a 1 MiB host buffer (case 5's H5)
+C14_SIZE=2097229 C14_OFF=65536 C14_LEN=100000 C14_OFF2=1000000 C14_LEN2=70000
 
 T_START=$EPOCHREALTIME
 LOGDIR="$(mktemp -d /tmp/vm-suite.XXXXXX)"
@@ -249,11 +266,23 @@ for block in "${BLOCKS[@]}"; do
         --ko "$REPO/guest-driver/build/$CUR_K/tests/kimport/dmabuf_kimport.ko" \
         --bin "$REPO/guest-driver/build/tools/dmabuf-guest" >"$KLOG/initrd.log" 2>&1 \
         || { cat "$KLOG/initrd.log" >&2; die "mkinitramfs.sh failed"; }
+    # Cases 13 and 14: mapped imports where the VMM gives the device a shared memory region
+    # (vhost-user shared memory: QEMU 11.1 and newer; the daemon offers --shm-size 256M by
+    # default), copies otherwise. DMABUF_SUITE_EXPECT_MAPPED overrides (to see them fail).
+    QEMU_V="$("$QEMU_BIN" --version | head -n1 | sed -n 's/.*version \([0-9][0-9.]*\).*/\1/p')"
+    MAPPED=0
+    if [[ -n "${DMABUF_SUITE_EXPECT_MAPPED:-}" ]]; then
+        MAPPED=$DMABUF_SUITE_EXPECT_MAPPED
+    elif [[ "$(printf '%s\n' "$QEMU_V" 11.1 | sort -V | head -n1)" == 11.1 ]]; then
+        MAPPED=1
+    fi
+    SHM_STATE=NO_REGION
+    ((MAPPED)) && SHM_STATE=ACTIVE
     daemon_start
-    if want 1 || want 2 || want 3 || want 4 || want 5 || want 6 || want 7 || want 9 || want 11; then
+    if want 1 || want 2 || want 3 || want 4 || want 5 || want 6 || want 7 || want 9 || want 11 || want 13; then
         run_single
     fi
-    if want 8 || want 9 || want 12; then
+    if want 8 || want 9 || want 12 || want 14; then
         run_pair
     fi
     if want 10; then

@@ -42,6 +42,10 @@ tap_line() {
     echo "@@ tap.$TAP_CASE=$1 $_tn - $2"
 }
 
+# tap_resume CASE: go on numbering the checks of CASE (a case whose guest part is split by
+# another case's, e.g. 14 around 9b)
+tap_resume() { TAP_CASE=$1; }
+
 # tap_done CASE: the guest's part of CASE is over (the host counts its lines then)
 tap_done() { say "tapdone.$1=$(cat "/tmp/tap.$1.n" 2>/dev/null || echo 0)"; }
 
@@ -97,8 +101,10 @@ expect_rc() {
 }
 
 # go N: wait for the host's go for step N (sets PAYLOAD); a missing go ends the script.
+# The mailbox is always imported as a copy (--no-map): a mapped one would count in the
+# SHM_INFO that cases 13 and 14 check.
 go() {
-    if ! _o=$("$G" wait-byte --uuid "$MBOX" --value "$1" --wait-ms "$GO_WAIT_MS" 2>&1); then
+    if ! _o=$("$G" wait-byte --no-map --uuid "$MBOX" --value "$1" --wait-ms "$GO_WAIT_MS" 2>&1); then
         echo "$_o" | tag "go$1"
         say "go$1.error=no go from the host"
         exit 1
@@ -229,3 +235,19 @@ finish() {
     say "end.done=1"
     exit 0
 }
+
+# shm_expect TAG NR BYTES: SHM_INFO with the host's expectations (SHM_STATE, and with a region
+# NR mapped imports holding BYTES; no fallback to a copy since probe): 5 checks
+shm_expect() {
+    run "$1" "$G" shm-info --expect-state "$SHM_STATE" --expect-nr-mapped "$2" \
+        --expect-bytes-mapped "$3" --expect-fallbacks 0
+}
+
+# last_key NAME KEY: the last value of KEY a holder printed
+last_key() { sed -n "s/^$2=//p" "/tmp/$1.out" | tail -n 1; }
+
+# Kernel command line parameters the kernel did not know (it says so and passes them to
+# init): run-vm's, no_timer_check among them, must all be known. Printed at every boot.
+_u=$(dmesg | sed -n 's/.*Unknown kernel command line parameters "\(.*\)", will be passed to user space.*/\1/p' | head -n 1)
+say "boot.unknown_params=${_u:-none}"
+say "boot.cmdline=$(cat /proc/cmdline)"

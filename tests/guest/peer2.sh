@@ -6,6 +6,12 @@
 # and write accesses until the host kills QEMU). The host prepends MBOX, CASES, MODE, HB (a
 # host buffer) and sizes, and lib.sh.
 
+# Every import of cases 8, 12 and 9 is a copy: DMABUF_GUEST_NO_MAP=1 makes dmabuf-guest pass
+# VIRTIO_DMABUF_IMPORT_NO_MAP, so these cases keep testing the copy path (SYNC moves the
+# bytes) also where the device could map in place (case 13 / 14 below ask for MAP explicitly). The host checks that no
+# import of theirs was mapped (copy_path in tests/lib/vm.sh).
+export DMABUF_GUEST_NO_MAP=1
+
 insmod "$KO/virtio_dmabuf.ko" || { say "boot.error=insmod virtio_dmabuf.ko failed"; exit 1; }
 say "boot.kernel=$(uname -r)"
 say "boot.ready=1"

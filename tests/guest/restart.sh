@@ -13,6 +13,12 @@
 # The host's mailbox $MBOX dies with the first daemon, so after the restart "go_own N" is the
 # "go": its mailbox is a new buffer of this guest, whose UUID it prints for the host.
 
+# Every import of case 10 is a copy: DMABUF_GUEST_NO_MAP=1 makes dmabuf-guest pass
+# VIRTIO_DMABUF_IMPORT_NO_MAP, so these cases keep testing the copy path (SYNC moves the
+# bytes) also where the device could map in place. The host checks that no
+# import of theirs was mapped (copy_path in tests/lib/vm.sh).
+export DMABUF_GUEST_NO_MAP=1
+
 insmod "$KO/virtio_dmabuf.ko" || { say "boot.error=insmod virtio_dmabuf.ko failed"; exit 1; }
 say "boot.kernel=$(uname -r)"
 say "boot.ready=1"

@@ -65,6 +65,25 @@ info_field() {
     o="$(ctl info "$1" 2>/dev/null)" || { echo GONE; return 0; }
     sed -n "s/^$2=//p" <<<"$o"
 }
+# importer_kind UUID VM: how VM imported the buffer as dmabufctl info says (spec 13.6:
+# "importer=<vm> mapped|copied" lines): mapped, copied, none (not listed), GONE, or NA when
+# this dmabufctl prints no importer lines at all
+importer_kind() {
+    local o=""
+    o="$(ctl info "$1" 2>/dev/null)" || { echo GONE; return 0; }
+    grep -q '^mapped_importers=\|^importer=' <<<"$o" || { echo NA; return 0; }
+    o="$(sed -n "s/^importer=$2 //p" <<<"$o" | head -n1)"
+    echo "${o:-none}"
+}
+# copied_of UUID: the bytes the daemon copied between this buffer's origin and the VMs'
+# copies (spec 13.6: "copied_bytes=" of dmabufctl info; host clients' READ/WRITE not
+# counted), or NA when the daemon does not report them per buffer
+copied_of() {
+    local o=""
+    o="$(ctl info "$1" 2>/dev/null)" || { echo GONE; return 0; }
+    o="$(sed -n 's/^copied_bytes=//p' <<<"$o")"
+    echo "${o:-NA}"
+}
 in_list() { local l; l="$(ctl list 2>/dev/null || true)"; grep -q "^$1 " <<<"$l"; }
 owned_by() { { ctl list 2>/dev/null || true; } | awk -v n="$1" '$3 == n' | wc -l; }
 

@@ -152,6 +152,13 @@ guest_script() {
         printf 'C6_OFF=%s C6_LEN=%s C8_SIZE=%s C8_OFF=%s C8_LEN=%s C8_YSIZE=%s\n' \
             "$C6_OFF" "$C6_LEN" "$C8_SIZE" "$C8_OFF" "$C8_LEN" "$C8_YSIZE"
         printf 'C4_HOLD_S=%s\n' "$C4_HOLD_S"
+        printf 'C13_SIZE=%s C13_MAPLEN=%s C13_HOLD_S=%s C13_OFF=%s C13_LEN=%s\n' \
+            "$C13_SIZE" "$C13_MAPLEN" "$C13_HOLD_S" "$C13_OFF" "$C13_LEN"
+        printf 'C14_SIZE=%s C14_OFF=%s C14_LEN=%s C14_OFF2=%s C14_LEN2=%s\n' \
+            "$C14_SIZE" "$C14_OFF" "$C14_LEN" "$C14_OFF2" "$C14_LEN2"
+        # cases 13 and 14: 1 if this VMM gives the device a shared memory region (imports
+        # that ask for MAP are mapped in place), and SHM_INFO's state then
+        printf 'MAPPED=%s SHM_STATE=%s\n' "$MAPPED" "$SHM_STATE"
         cat "$HERE/guest/lib.sh" "$HERE/guest/$body"
     } > "$out"
 }
@@ -213,6 +220,18 @@ vm_booted() {
     return 0
 }
 
+# copy_path ID: the imports of cases 1-12 (all but the m13*/m14* tags) asked for NO_MAP and
+# none was mapped; sets CP_DET
+copy_path() {
+    local f="${VM_OUT[$1]}" nimp="" nnomap="" nmap=""
+    nimp="$(grep -a -E '@@ [A-Za-z0-9]+[.]import_flags=' "$f" | grep -a -c -v -E '@@ m1[34]' || true)"
+    nnomap="$(grep -a -E '@@ [A-Za-z0-9]+[.]import_flags=0x1$' "$f" | grep -a -c -v -E '@@ m1[34]' || true)"
+    nmap="$(grep -a -E '@@ [A-Za-z0-9]+[.](info_)?mapped=1$' "$f" | grep -a -c -v -E '@@ m1[34]' || true)"
+    eq "$1: imports of cases 1-12 without NO_MAP" "$((nimp - nnomap))" 0
+    eq "$1: mapped imports in cases 1-12 (they test the copy path)" "$nmap" 0
+    CP_DET="copy path: $nimp imports of cases 1-12 with NO_MAP, $nmap mapped"
+}
+
 # boot_result NAME ID...: case 0 line for one boot (guest boot, clean end, kernel log)
 boot_result() {
     local name=$1 id="" details="" b="" e="" d=""
@@ -223,6 +242,11 @@ boot_result() {
         e="$(val "$id" end.dmesg_trouble)"
         d="$(val "$id" end.dmabuf_debug)"
         [[ -n "$(val "$id" boot.ready)" ]] || bad "$id did not boot"
+        # the kernel command line (run-vm's no_timer_check among it) is accepted
+        eq "$id kernel: unknown command line parameters" "$(val "$id" boot.unknown_params)" none
+        # cases 1-12 must run the copy path: their imports ask for NO_MAP and none is mapped
+        # (the tags of cases 13 and 14 begin with m13 / m14)
+        copy_path "$id"
         case "$id" in
             p2|p3) ;;  # powered off / killed on purpose: checked by 9b / 9c
             *)
@@ -230,7 +254,7 @@ boot_result() {
                 eq "$id kernel log lines with BUG/WARNING/Oops" "$e" 0
                 eq "$id kernel log lines of the dma-buf core's checks" "$d" 0 ;;
         esac
-        details+="$id: $(val "$id" boot.kernel), booted in ${b} ms, exit ${VM_RC[$id]:-?}, dmesg trouble ${e:-n/a}"
+        details+="$id: $(val "$id" boot.kernel), booted in ${b} ms, exit ${VM_RC[$id]:-?}, dmesg trouble ${e:-n/a}, $CP_DET"
         ((DMABUF_DEBUG)) && details+=" (DMABUF_DEBUG=y: ${d:-n/a} dma-buf debug lines)"
         details+="; "
     done

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 #
-# The two-VM boot of tests/vm-suite.sh (sourced): cases 8, 12, 9b and 9c. VM1 (p1,
+# The two-VM boot of tests/vm-suite.sh (sourced): cases 8, 12, 14, 9b and 9c. VM1 (p1,
 # tests/guest/peer1.sh) runs through the whole boot; VM2 (peer2.sh) boots twice: p2 (cases
-# 8, 12, 9b, ending in a poweroff) and p3 (9c, killed with SIGKILL).
+# 8, 12, 14, 9b, ending in a poweroff) and p3 (9c, killed with SIGKILL). Case 14's end (VM2,
+# the owner, powered off) comes after 9b, which powers VM2 off.
 
 # waiters UUID_VM HOSTBUF PREFIX: the host waits on a VM's buffer (BEGIN read, WAIT_WRITE)
 # and on a host buffer the VM holds for writing (BEGIN write)
@@ -75,6 +76,7 @@ run_pair() {
     if ((!ok1 || !ok2)); then
         want 8 && fail_now 8 two-vms "guests did not boot (vm1 $ok1, vm2 $ok2): $WHY"
         want 12 && fail_now 12 cross-vm-errors "guests did not boot (vm1 $ok1, vm2 $ok2)"
+        want 14 && fail_now 14 zero-copy-vm-to-vm "guests did not boot (vm1 $ok1, vm2 $ok2)"
         want 9 && fail_now 9b guest-poweroff "guests did not boot" && fail_now 9c qemu-kill "guests did not boot"
         vm_wait p1 10
         vm_wait p2 10
@@ -83,10 +85,10 @@ run_pair() {
     fi
     want 8 && case_8
     want 12 && case_12
-    if want 9; then
-        case_9b "$hb"
-        case_9c "$hb"
-    fi
+    want 14 && case_14
+    want 9 && case_9b "$hb"
+    want 14 && case_14_end
+    want 9 && case_9c "$hb"
     go p1 99
     if [[ -z "${VM_RC[p2]:-}" ]]; then
         go p2 99
@@ -183,7 +185,8 @@ case_9b() {
     if need p2 p2d.op0_status 90 && need p2 p2c.op0_status 30; then
         z="$(val p2 p2b.uuid)"
         eq "importers of VM1's buffer" "$(info_field "$v" importers)" 1
-        eq "VM2's buffers listed" "$(owned_by vm2)" 1
+        # case 14's buffer of VM2 is open too
+        eq "VM2's buffers listed" "$(owned_by vm2)" $((1 + $(want 14 && echo 1 || echo 0)))
     fi
     start_waiters "$z" "$hb" w9b
     q="$(qemu_pid p2)"
@@ -261,4 +264,78 @@ case_9c() {
     fi
     kill -0 "$DPID" 2>/dev/null || bad "the daemon died"
     done_case "SIGKILL of VM2's QEMU (VM2 reconnected on the same socket, held write access to its buffer and a host buffer, imported VM1's): ${WDET}; host list dropped VM2's buffer, VM1's importers 1->0; VM1's import of VM2's buffer: state REVOKED, sync ENODEV; VM1 then allocated, host read it"
+}
+
+# 14: VM2 (the owner A) allocates a buffer, VM1 (the importer B) imports it mapped in place
+#     (MAPPED=1) or as a copy: A's bytes in B, B's write in A's pages, A's write in B (in
+#     place before any sync when mapped); case_14_end: A powers off (9b did, or it does
+#     here) and B's import is revoked: SIGBUS on its mmap, SYNC ENODEV, INFO REVOKED
+C14_A="" C14_KIND="" C14_CP="" C14_ERRS=()
+case_14() {
+    local a="" af="" c=""
+    begin 14 zero-copy-vm-to-vm
+    go p2 141
+    if need p2 m14a.ready 60; then
+        a="$(val p2 m14a.uuid)"
+        af="$(val p2 m14a.fnv1a64)"
+        eq "host: A's buffer (VM2) vs pattern 141" "$(crc "$a" 0 "$C14_SIZE")" "$(ref 141 "$C14_SIZE" 0 "$C14_SIZE")"
+        eq "owner of A" "$(info_field "$a" owner)" vm2
+    fi
+    go p1 141 "$a $af"
+    if need p1 m14d.end 120; then
+        C14_KIND="$(importer_kind "$a" vm1)"
+        if [[ "$C14_KIND" != NA ]]; then
+            eq "host: dmabufctl info's importer line for vm1" "$C14_KIND" "$( ((MAPPED)) && echo mapped || echo copied)"
+        fi
+        c="$(crc "$a" "$C14_OFF" "$C14_LEN")"
+        eq "host: VM1's write in VM2's buffer vs pattern 142" "$c" "$(ref 142 "$C14_SIZE" "$C14_OFF" "$C14_LEN")"
+        eq "host: VM1's write in VM2's buffer vs VM1's write checksum" "$c" "$(val p1 m14d.write_fnv1a64)"
+    fi
+    go p2 142
+    if need p2 m14d.end 60; then
+        c="$(crc "$a" "$C14_OFF2" "$C14_LEN2")"
+        eq "host: VM2's write vs pattern 143" "$c" "$(ref 143 "$C14_SIZE" "$C14_OFF2" "$C14_LEN2")"
+        eq "host: VM2's write vs its checksum" "$c" "$(val p2 m14d.write_fnv1a64)"
+    fi
+    go p1 142
+    if need p1 m14g.end 60; then
+        C14_CP="$(copied_of "$a")"
+        if [[ "$C14_CP" != NA ]]; then
+            if ((MAPPED)); then eq "bytes the daemon copied for the mapped import" "$C14_CP" 0
+            else ge "bytes the daemon copied for the copy import" "$C14_CP" "$C14_SIZE"; fi
+        fi
+    fi
+    C14_A=$a
+    C14_ERRS=("${ERRS[@]}")
+}
+
+case_14_end() {
+    local t0=""
+    begin 14 zero-copy-vm-to-vm
+    ERRS=("${C14_ERRS[@]}")
+    t0=$EPOCHREALTIME
+    if [[ -z "${VM_RC[p2]:-}" ]]; then
+        # 9b did not power VM2 off: its script ends now, /init powers it off
+        go p2 99
+        wait_key p2 end.done 60 || bad "VM2 did not finish: $WHY"
+        vm_wait p2 60
+    fi
+    ! in_list "$C14_A" || bad "A (VM2's buffer) still listed after VM2's poweroff"
+    go p1 145
+    need p1 m14n.rc 90
+    tap_check p2 14
+    tap_check p1 14
+    kill -0 "$DPID" 2>/dev/null || bad "the daemon died"
+    local how="" cpd=""
+    if [[ "$C14_CP" == NA || -z "$C14_CP" ]]; then
+        cpd="bytes the daemon copied for it: NA (dmabufctl info has no per-buffer copied_bytes yet)"
+    else
+        cpd="bytes the daemon copied for it: $C14_CP"
+    fi
+    if ((MAPPED)); then
+        how="VM1 imported it mapped in place (mapped=1; SHM_INFO $(val p1 m14c.shm_state), $(val p1 m14c.shm_nr_mapped) mapped import holding $(val p1 m14c.shm_bytes_mapped) B; host's importer line: ${C14_KIND:-?}) and verified A's bytes in place; VM1's write [$C14_OFF,+$C14_LEN) read by VM2 in its own pages (and the host); VM2's write [$C14_OFF2,+$C14_LEN2) in VM1's mmap before any sync and after a read START; $cpd; VM2 powered off: VM1's import INFO REVOKED after $(val p1 m14h.info_waited_ms) ms, its mmap SIGBUS on read and write (sigbus=$(val p1 m14i.sigbus)/$(val p1 m14j.sigbus)), SYNC ENODEV, SHM_INFO 0 mapped after close, no oops in VM1"
+    else
+        how="fell back to the copy path (no shared memory region: QEMU ${QEMU_V:-?}): VM1's import mapped=0 (SHM_INFO $(val p1 m14c.shm_state), host's importer line: ${C14_KIND:-?}), verified A's bytes; VM1's write [$C14_OFF,+$C14_LEN) read by VM2 in its own pages (and the host); VM2's write [$C14_OFF2,+$C14_LEN2) reached VM1's copy at its read START (before it, the copy held 141); $cpd; VM2 powered off: VM1's import INFO REVOKED, its copy still readable (sigbus=$(val p1 m14i.sigbus)), SYNC ENODEV"
+    fi
+    done_case "VM2's $C14_SIZE B buffer A (pattern 141): $how"
 }

@@ -301,6 +301,8 @@ case_13() {
     ((MAPPED)) && want_kind=mapped
     go "$s" 131
     if need "$s" m13c.rc 120; then
+        # the import itself first: everything after depends on it
+        [[ -z "$(val "$s" m13b.error)" ]] || bad "the guest's IMPORT of H13 failed: $(val "$s" m13b.error)"
         kind="$(importer_kind "$h" vm1)"
         [[ "$kind" == NA ]] || eq "host: dmabufctl info's importer line for vm1" "$kind" "$want_kind"
     fi

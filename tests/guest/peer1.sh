@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 #
-# Guest side of VM1 in the two-VM boot of tests/vm-suite.sh (cases 8, 12, 9b, 9c). VM1 runs
+# Guest side of VM1 in the two-VM boot of tests/vm-suite.sh (cases 8, 12, 14, 9b, 9c). VM1 runs
 # through the whole boot while VM2 (peer2.sh) boots twice: once ending in a poweroff, once
 # killed with SIGKILL. The host prepends MBOX, CASES and sizes, and lib.sh; payloads of
 # "go" carry UUIDs of VM2's buffers (and the checksums the host read of them).
@@ -58,6 +58,32 @@ if want 12; then
     tap_done 12
 fi
 
+# 14. VM1 is the importer B of VM2's buffer A: mapped in place where the device has a shared
+#     memory region (MAPPED=1), else a copy; data both ways. VM2 powers off later (9b's
+#     poweroff, or its own): the import is revoked, checked after 9b below.
+if want 14; then
+    # this case's import asks for MAP: it is what the case tests
+    export DMABUF_GUEST_NO_MAP=0
+    tap_plan 14 31
+    go 141  # payload: A's UUID and its checksum as VM2 wrote it
+    set -- $PAYLOAD
+    shm_expect m14a 0 0
+    hold_start b14 m14b import --uuid "$1" --verify-seed 141 --expect-fnv "$2" --expect-own 0 \
+        --expect-size "$C14_SIZE" --expect-mapped "$MAPPED"
+    shm_expect m14c "$MAPPED" $((MAPPED * C14_MAPLEN))
+    hcmd b14 m14d write 142 "$C14_OFF" "$C14_LEN"
+    export DMABUF_GUEST_NO_MAP=1
+    go 142  # VM2 saw the write in its pages and wrote pattern 143 over [C14_OFF2,+C14_LEN2)
+    # in place, VM2's write is here before any sync; a copy still holds pattern 141
+    if [ "$MAPPED" = 1 ]; then
+        hcmd b14 m14e peek 143 "$C14_OFF2" "$C14_LEN2"
+    else
+        hcmd b14 m14e peek 141 "$C14_OFF2" "$C14_LEN2"
+    fi
+    hcmd b14 m14f verify 143 "$C14_OFF2" "$C14_LEN2"
+    hcmd b14 m14g verify 141 $((C14_OFF + C14_LEN)) $((C14_OFF2 - C14_OFF - C14_LEN))
+fi
+
 if want 9; then
     # 9b. VM2 powers off holding buffers; VM1 keeps going
     tap_plan 9b 5
@@ -70,7 +96,30 @@ if want 9; then
     hold_quit s1 p1d
     hold_quit v1 p1e
     tap_done 9b
+fi
 
+# 14, after VM2's poweroff: the device revoked VM1's import of VM2's buffer
+if want 14; then
+    tap_resume 14
+    go 145
+    hcmd b14 m14h info 0x1 10000
+    if [ "$MAPPED" = 1 ]; then
+        # the driver zapped the mapping: SIGBUS is the defined result (spec 13.4)
+        hcmd b14 m14i touch 0 sigbus
+        hcmd b14 m14j touch-write 4096 0x5a sigbus
+    else
+        # a copy's pages stay mapped
+        hcmd b14 m14i touch 0 seed=141
+        hcmd b14 m14j touch-write 4096 0x5a ok
+    fi
+    hcmd b14 m14k fails ENODEV start r 0 4096
+    hcmd b14 m14l fails ENODEV checksum
+    hold_quit b14 m14m
+    shm_expect m14n 0 0
+    tap_done 14
+fi
+
+if want 9; then
     # 9c. VM2 (booted again) is killed with SIGKILL; VM1 imported one of its buffers
     tap_plan 9c 9
     go 94

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 #
 # Guest side of VM2 in the two-VM boot of tests/vm-suite.sh. MODE=poweroff: case 8, case 12
-# (cross-VM errors, ending with a device unbind and rebind), then case 9b (hold buffers and
-# a write access, then end: /init powers the guest off). MODE=kill: case 9c (hold buffers
+# (cross-VM errors, ending with a device unbind and rebind), case 14 (the owner of a buffer
+# VM1 maps), then case 9b (hold buffers and a write access, then end: /init powers the guest
+# off). MODE=kill: case 9c (hold buffers
 # and write accesses until the host kills QEMU). The host prepends MBOX, CASES, MODE, HB (a
 # host buffer) and sizes, and lib.sh.
 
@@ -92,6 +93,19 @@ if [ "$MODE" = poweroff ]; then
         wait_devnode
         check "device node back after bind" "$(devnode)" 1
         tap_done 12
+    fi
+    if want 14; then
+        # 14. VM2 is the owner A of a buffer that VM1 (B) imports, mapped in place where the
+        #     device has a shared memory region; it stays open until this VM powers off (9b's
+        #     poweroff below, or the end of this script), which revokes VM1's import
+        tap_plan 14 5
+        go 141
+        hold_start a14 m14a alloc --size "$C14_SIZE" --fill 141 --expect-size "$C14_SIZE"
+        go 142  # VM1 verified A's bytes, wrote pattern 142 over [C14_OFF,+C14_LEN) and ended
+        hcmd a14 m14b verify 142 "$C14_OFF" "$C14_LEN"
+        hcmd a14 m14c verify 141 0 "$C14_OFF"
+        hcmd a14 m14d write 143 "$C14_OFF2" "$C14_LEN2"
+        tap_done 14
     fi
     if want 9; then
         tap_plan 9b 5

@@ -154,8 +154,8 @@ guest_script() {
         printf 'C4_HOLD_S=%s\n' "$C4_HOLD_S"
         printf 'C13_SIZE=%s C13_MAPLEN=%s C13_HOLD_S=%s C13_OFF=%s C13_LEN=%s\n' \
             "$C13_SIZE" "$C13_MAPLEN" "$C13_HOLD_S" "$C13_OFF" "$C13_LEN"
-        printf 'C14_SIZE=%s C14_OFF=%s C14_LEN=%s C14_OFF2=%s C14_LEN2=%s\n' \
-            "$C14_SIZE" "$C14_OFF" "$C14_LEN" "$C14_OFF2" "$C14_LEN2"
+        printf 'C14_SIZE=%s C14_MAPLEN=%s C14_OFF=%s C14_LEN=%s C14_OFF2=%s C14_LEN2=%s\n' \
+            "$C14_SIZE" "$C14_MAPLEN" "$C14_OFF" "$C14_LEN" "$C14_OFF2" "$C14_LEN2"
         # cases 13 and 14: 1 if this VMM gives the device a shared memory region (imports
         # that ask for MAP are mapped in place), and SHM_INFO's state then
         printf 'MAPPED=%s SHM_STATE=%s\n' "$MAPPED" "$SHM_STATE"

@@ -69,11 +69,23 @@ static void set_expect_state(void *field, const char *arg)
 	e->set = true;
 }
 
+static void set_expect_errno_name(void *field, const char *arg)
+{
+	struct expect_u64 *e = field;
+	int err = gd_errno_from_name(arg);
+
+	if (err < 0)
+		gd_usage("--expect-last-fallback: unknown errno name");
+	e->value = err;
+	e->set = true;
+}
+
 struct shm_info_opts {
 	struct expect_u64 state;
 	struct expect_u64 nr_mapped;
 	struct expect_u64 bytes_mapped;
 	struct expect_u64 nr_fallbacks;
+	struct expect_u64 last_fallback;
 };
 
 #define SO(f) offsetof(struct shm_info_opts, f)
@@ -90,6 +102,8 @@ static const struct gd_opt shm_info_options[] = {
 	{ "expect-fallbacks", GD_OPT_FN, SO(nr_fallbacks), "N",
 	  "check: IMPORTs that asked for MAP and got a copy since probe",
 	  set_expect_u64 },
+	{ "expect-last-fallback", GD_OPT_FN, SO(last_fallback), "ERRNO",
+	  "check: the errno of the latest such MAP (OK: none)", set_expect_errno_name },
 	{ NULL, 0, 0, NULL, NULL, NULL },
 };
 
@@ -129,6 +143,10 @@ int cmd_shm_info(struct gd *g, int argc, char **argv)
 	if (o.nr_fallbacks.set)
 		gd_check_u64(g, "SHM_INFO: MAPs that fell back to a copy (nr_fallbacks)",
 			     si.nr_fallbacks, o.nr_fallbacks.value);
+	if (o.last_fallback.set)
+		gd_check_str(g, "SHM_INFO: the errno of the latest fallback (last_fallback)",
+			     gd_errno_name(si.last_fallback),
+			     gd_errno_name(o.last_fallback.value));
 	return gd_finish(g);
 }
 

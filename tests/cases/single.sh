@@ -7,7 +7,7 @@
 
 # The host buffers of the boot (shared before it, their UUIDs and checksums passed in)
 S_H2="" S_H3="" S_H4="" S_H5="" S_H2_FNV="" S_H5_FNV=""
-S_H13="" S_H13K="" S_H13_FNV="" S_H13K_FNV=""
+S_H13="" S_H13K="" S_H13R="" S_H13_FNV="" S_H13K_FNV=""
 
 run_single() {
     local s=s1 mb="" big=0 mem=()
@@ -20,9 +20,10 @@ run_single() {
     S_H5_FNV="$(crc "$S_H5" 0 "$C5_SIZE")"
     if want 13; then
         S_H13="$(share "$C13_SIZE" 131)"
-        S_H13K="$(share "$C13_SIZE" 134)"
+        S_H13K="$(share "$C13K_SIZE" 134)"
+        S_H13R="$(share 65536 136 --read-only)"
         S_H13_FNV="$(crc "$S_H13" 0 "$C13_SIZE")"
-        S_H13K_FNV="$(crc "$S_H13K" 0 "$C13_SIZE")"
+        S_H13K_FNV="$(crc "$S_H13K" 0 "$C13K_SIZE")"
     fi
     MBOX[$s]=$mb
     # case 11's 1 GiB and 512 MiB buffers: on one block per run, in 2 GiB of guest RAM
@@ -31,7 +32,7 @@ run_single() {
     fi
     guest_script "$KLOG/$s.sh" single.sh "MBOX=$mb" "H2=$S_H2" "H3=$S_H3" "H4=$S_H4" "H5=$S_H5" \
         "H2_FNV=$S_H2_FNV" "H5_FNV=$S_H5_FNV" "BIG=$big" \
-        "H13=$S_H13" "H13K=$S_H13K" "H13_FNV=$S_H13_FNV" "H13K_FNV=$S_H13K_FNV"
+        "H13=$S_H13" "H13K=$S_H13K" "H13R=$S_H13R" "H13_FNV=$S_H13_FNV" "H13K_FNV=$S_H13K_FNV"
     vm_start "$s" "$SOCKDIR/vm1.sock" "$KLOG/$s.sh" 900 "${mem[@]}"
     if ! vm_booted "$s"; then
         local c=""
@@ -302,7 +303,9 @@ case_13() {
     go "$s" 131
     if need "$s" m13c.rc 120; then
         # the import itself first: everything after depends on it
-        [[ -z "$(val "$s" m13b.error)" ]] || bad "the guest's IMPORT of H13 failed: $(val "$s" m13b.error)"
+        if [[ -n "$(val "$s" m13b.error)" ]]; then
+            bad "the guest's IMPORT of H13 ($C13_SIZE B) failed: $(val "$s" m13b.error); daemon: '$(grep -a -m1 "$h" "$KLOG/daemon.log" | sed 's/^.*\] //')'; QEMU: '$(grep -a -m1 -o 'qemu-system-x86_64: [^|]*' "${VM_OUT[$s]}" | head -n1)'"
+        fi
         kind="$(importer_kind "$h" vm1)"
         [[ "$kind" == NA ]] || eq "host: dmabufctl info's importer line for vm1" "$kind" "$want_kind"
     fi
@@ -351,17 +354,18 @@ case_13() {
     go "$s" 134
     need "$s" m13n.closed 90
     if need "$s" m13r.rc 120; then
-        k="$(ref 135 "$C13_SIZE" "$C13_OFF" "$C13_LEN")"
+        k="$(ref 135 "$C13K_SIZE" "$C13_OFF" "$C13_LEN")"
         eq "host sees the kernel importer's write" "$(crc "$hk" "$C13_OFF" "$C13_LEN")" "$k"
         eq "host: bytes before the kernel's range unchanged" "$(crc "$hk" 0 "$C13_OFF")" \
-            "$(ref 134 "$C13_SIZE" 0 "$C13_OFF")"
+            "$(ref 134 "$C13K_SIZE" 0 "$C13_OFF")"
         eq "host: bytes after the kernel's range unchanged" \
-            "$(crc "$hk" $((C13_OFF + C13_LEN)) $((C13_SIZE - C13_OFF - C13_LEN)))" \
-            "$(ref 134 "$C13_SIZE" $((C13_OFF + C13_LEN)) $((C13_SIZE - C13_OFF - C13_LEN)))"
+            "$(crc "$hk" $((C13_OFF + C13_LEN)) $((C13K_SIZE - C13_OFF - C13_LEN)))" \
+            "$(ref 134 "$C13K_SIZE" $((C13_OFF + C13_LEN)) $((C13K_SIZE - C13_OFF - C13_LEN)))"
     fi
     if need "$s" m13t.rc 180; then
         cr="$(val "$s" m13t.ratio)"
-        ((MAPPED)) && mr="$(val "$s" m13s.ratio)"
+        # a ratio of a mapped import only if the import was mapped
+        [[ "$(val "$s" m13s.mapped)" == 1 ]] && mr="$(val "$s" m13s.ratio)"
     fi
     tap_check "$s" 13
     if [[ "$cp" == NA ]]; then
@@ -376,7 +380,7 @@ case_13() {
         how="fell back to the copy path (no shared memory region: QEMU ${QEMU_V:-?}): mapped=0, SHM_INFO $(val "$s" m13c.shm_state), host's importer line: $kind"
         how+="; the host's fenced write (pattern 132) reached the guest's copy at its read START (before it, the copy held 131)"
     fi
-    done_case "host memfd $C13_SIZE B (pattern 131) $how (= host's pattern reference); the guest's write (133) read by the host byte for byte; $cpd; a host write hold of ${C13_HOLD_S} s: the guest's read START waited $gms ms (hold remaining $rem ms, grant seen $late ms after 'released'); revoke while mmapped: INFO REVOKED after $(val "$s" m13i.info_waited_ms) ms, touch read/write $( ((MAPPED)) && echo "SIGBUS (sigbus=$(val "$s" m13j.sigbus)/$(val "$s" m13k.sigbus))" || echo "still the copy's bytes (sigbus=$(val "$s" m13j.sigbus)/$(val "$s" m13k.sigbus))"), SYNC ENODEV, SHM_INFO 0 mapped after close; kimport vmap + attach and vgem PRIME of a $( ((MAPPED)) && echo mapped || echo copied ) import = host checksum, kimport's write [$C13_OFF,+$C13_LEN) seen by the host"
+    done_case "host memfd $C13_SIZE B (pattern 131) $how (= host's pattern reference); the guest's write (133) read by the host byte for byte; $cpd; a host write hold of ${C13_HOLD_S} s: the guest's read START waited $gms ms (hold remaining $rem ms, grant seen $late ms after 'released'); revoke while mmapped: INFO REVOKED after $(val "$s" m13i.info_waited_ms) ms, touch read/write $( ((MAPPED)) && echo "SIGBUS (sigbus=$(val "$s" m13j.sigbus)/$(val "$s" m13k.sigbus))" || echo "still the copy's bytes (sigbus=$(val "$s" m13j.sigbus)/$(val "$s" m13k.sigbus))"), SYNC ENODEV, SHM_INFO 0 mapped after close; kimport vmap + attach and vgem PRIME of a $( ((MAPPED)) && echo mapped || echo copied ) $C13K_SIZE B import = host checksum, kimport's write [$C13_OFF,+$C13_LEN) seen by the host; a read-only share imported as a copy (mapped=0, SHM_INFO fallbacks $(val "$s" m13v.shm_nr_fallbacks), last $(val "$s" m13v.shm_last_fallback))"
     case_13b
     # the block's vm-bench line (reported, not asserted; the issue's target: mapped_read_ratio
     # >= 0.9, copied_bytes_mapped = 0)
@@ -385,11 +389,15 @@ case_13() {
     else
         mr="NA (no shared memory region: QEMU ${QEMU_V:-?} has no vhost-user shared memory)"
     fi
+    local b="" sm="" tm=""
+    b="$(val "$s" m13s.dmabuf_read_mbps)"
+    sm="${b:-NA} (reads alone $(val "$s" m13s.dmabuf_read_only_mbps), START $(val "$s" m13s.sync_start_us_median) us)"
+    [[ -n "$b" ]] || sm=NA
+    tm="$(val "$s" m13t.dmabuf_read_mbps) (reads alone $(val "$s" m13t.dmabuf_read_only_mbps), START $(val "$s" m13t.sync_start_us_median) us)"
+    [[ "$cp" == NA || -z "$cp" ]] && cp="NA (no per-buffer copied_bytes in dmabufctl info yet)"
     printf 'vm-bench: kernel=%s qemu=%s mapped_read_ratio=%s copy_read_ratio=%s copied_bytes_mapped=%s (%s B host buffer, START READ + read every byte + END vs a guest-local buffer, medians of 5 rounds, %s; MB/s mapped %s, copy %s, local %s)\n' \
-        "$CUR_K" "${QEMU_V:-?}" "$mr" "${cr:-NA}" \
-        "$( [[ "$cp" == NA || -z "$cp" ]] && echo "NA (no per-buffer copied_bytes in dmabufctl info yet)" || echo "$cp" )" \
-        "$C13_BENCH_SIZE" "${ACCEL:-?}" "$( ((MAPPED)) && val "$s" m13s.dmabuf_read_mbps || echo NA)" \
-        "$(val "$s" m13t.dmabuf_read_mbps)" "$(val "$s" m13t.local_read_mbps)"
+        "$CUR_K" "${QEMU_V:-?}" "$mr" "${cr:-NA}" "$cp" "$C13_BENCH_SIZE" "${ACCEL:-?}" "$sm" "$tm" \
+        "$(val "$s" m13t.local_read_mbps)"
 }
 
 # 13b: a host dma-buf share mapped in place. Needs a host that can make a dma-buf

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 #
 # Guest side of the single-VM boot of tests/vm-suite.sh (cases 1-7, 9a, 11 and 13). The host
-# prepends its variables (MBOX, CASES, the UUIDs H2..H5, H13, H13K of buffers it shared and
+# prepends its variables (MBOX, CASES, the UUIDs H2..H5, H13, H13K, H13R of buffers it shared and
 # the checksums H2_FNV, H5_FNV, H13_FNV, H13K_FNV it read of them, sizes and offsets, BIG,
 # MAPPED and SHM_STATE) and lib.sh. Each "go N" waits for the host; step numbers are
 # case*10 + k and must match the host's side (tests/cases/single.sh). Each case's checks
@@ -242,11 +242,12 @@ fi
 # 13. zero-copy import of a host memfd (spec 13): mapped in place where the VMM gives the
 #     device a shared memory region (MAPPED=1: stock QEMU 11.1.3); without one (QEMU 10.2.2)
 #     the same import falls back to a copy and everything still verifies. The host shared
-#     H13 (pattern 131) and H13K (pattern 134), C13_SIZE bytes each.
+#     H13 (C13_SIZE bytes, pattern 131), H13K (C13K_SIZE, pattern 134) and the read-only
+#     H13R (64 KiB, pattern 136).
 if want 13; then
     # this case's imports ask for MAP: they are what it tests (the mailbox stays a copy)
     export DMABUF_GUEST_NO_MAP=0
-    tap_plan 13 51
+    tap_plan 13 60
     go 131
     # case 11 ends with both modules unloaded: load them again (the region is set up anew)
     grep -q '^virtio_dmabuf ' /proc/modules || { insmod "$KO/virtio_dmabuf.ko"; wait_devnode; }
@@ -280,6 +281,12 @@ if want 13; then
     hcmd h13 m13m fails ENODEV checksum
     hold_quit h13 m13n
     shm_expect m13o 0 0
+    # a buffer this guest may only read is never mapped (the device answers MAP UNSUPPORTED:
+    # a read-only mapping cannot be enforced with QEMU 11.1.3): a copy, one fallback counted
+    run m13u "$G" import --uuid "$H13R" --verify-seed 136 --expect-read-only 1 --expect-mapped 0
+    if [ "$MAPPED" = 1 ]; then _f=1 _e=EOPNOTSUPP; else _f=0 _e=OK; fi
+    run m13v "$G" shm-info --expect-state "$SHM_STATE" --expect-nr-mapped 0 --expect-bytes-mapped 0 \
+        --expect-fallbacks "$_f" --expect-last-fallback "$_e"
     # importers of a mapped import: the kernel (begin_cpu_access + vmap, attach) and vgem
     run m13p "$G" kimport --uuid "$H13K" --expect-mapped "$MAPPED" --op verify --verify-seed 134 \
         --attach --expect-fnv "$H13K_FNV"

@@ -152,8 +152,8 @@ guest_script() {
         printf 'C6_OFF=%s C6_LEN=%s C8_SIZE=%s C8_OFF=%s C8_LEN=%s C8_YSIZE=%s\n' \
             "$C6_OFF" "$C6_LEN" "$C8_SIZE" "$C8_OFF" "$C8_LEN" "$C8_YSIZE"
         printf 'C4_HOLD_S=%s\n' "$C4_HOLD_S"
-        printf 'C13_SIZE=%s C13_MAPLEN=%s C13_HOLD_S=%s C13_OFF=%s C13_LEN=%s\n' \
-            "$C13_SIZE" "$C13_MAPLEN" "$C13_HOLD_S" "$C13_OFF" "$C13_LEN"
+        printf 'C13_SIZE=%s C13_MAPLEN=%s C13K_SIZE=%s C13_HOLD_S=%s C13_OFF=%s C13_LEN=%s\n' \
+            "$C13_SIZE" "$C13_MAPLEN" "$C13K_SIZE" "$C13_HOLD_S" "$C13_OFF" "$C13_LEN"
         printf 'C14_SIZE=%s C14_MAPLEN=%s C14_OFF=%s C14_LEN=%s C14_OFF2=%s C14_LEN2=%s\n' \
             "$C14_SIZE" "$C14_MAPLEN" "$C14_OFF" "$C14_LEN" "$C14_OFF2" "$C14_LEN2"
         # cases 13 and 14: 1 if this VMM gives the device a shared memory region (imports

@@ -247,7 +247,7 @@ fi
 if want 13; then
     # this case's imports ask for MAP: they are what it tests (the mailbox stays a copy)
     export DMABUF_GUEST_NO_MAP=0
-    tap_plan 13 60
+    tap_plan 13 77
     go 131
     # case 11 ends with both modules unloaded: load them again (the region is set up anew)
     grep -q '^virtio_dmabuf ' /proc/modules || { insmod "$KO/virtio_dmabuf.ko"; wait_devnode; }
@@ -302,6 +302,33 @@ if want 13; then
         tap_skip "[m13s] bench-read of a mapped import" "no shared memory region: imports are copies"
     fi
     run m13t "$G" bench-read --uuid "$H5" --rounds 5 --no-map --expect-mapped 0
+    # device removal with a mapped import open (the VMM resets the device with a mapping in
+    # place), then bound again while the old binding's import still holds its range
+    hold_start h13u m13w import --uuid "$H13K" --verify-seed 134 --len 4096 --expect-mapped "$MAPPED"
+    D=$(basename "$(readlink /sys/class/misc/virtio-dmabuf0/device)")
+    echo "$D" > /sys/bus/virtio/drivers/virtio_dmabuf/unbind
+    check "[m13x] device node gone after unbind (an import open)" "$(devnode)" 0
+    hcmd h13u m13y info 0x2
+    if [ "$MAPPED" = 1 ]; then
+        # user mappings of a mapped import are zapped at removal
+        hcmd h13u m13z touch 0 sigbus
+    else
+        # a copy's pages stay valid memory
+        hcmd h13u m13z touch 0 seed=134
+    fi
+    echo "$D" > /sys/bus/virtio/drivers/virtio_dmabuf/bind
+    wait_devnode
+    check "[m13za] device node back after bind" "$(devnode)" 1
+    # the open import of the old binding still requests the region: the new one copies
+    if [ "$MAPPED" = 1 ]; then _s=UNUSABLE; else _s=NO_REGION; fi
+    run m13zb "$G" shm-info --expect-state "$_s"
+    hold_quit h13u m13zc
+    # once it is closed, the next binding maps again
+    echo "$D" > /sys/bus/virtio/drivers/virtio_dmabuf/unbind
+    echo "$D" > /sys/bus/virtio/drivers/virtio_dmabuf/bind
+    wait_devnode
+    shm_expect m13zd 0 0
+    run m13ze "$G" import --uuid "$H13K" --verify-seed 134 --len 4096 --expect-mapped "$MAPPED"
     export DMABUF_GUEST_NO_MAP=1
     tap_done 13
 fi

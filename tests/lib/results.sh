@@ -10,7 +10,9 @@ CUR_K="" CUR_N="" CUR_NAME=""
 ERRS=()
 begin() { CUR_N=$1 CUR_NAME=$2 ERRS=() TAPS=""; }
 bad() { ERRS+=("$*"); }
-# need VM KEY TIMEOUT: wait for a key or record why it did not come
+# need VM KEY TIMEOUT: wait for a key or record why it did not come; returns 1 then, so a
+# call whose status is not used must be "need ... || true" (under set -e a bare failing call
+# would end the whole run, every later block with it)
 need() { wait_key "$1" "$2" "$3" || { bad "$1: $WHY"; return 1; }; }
 # eq WHAT GOT WANT
 eq() { [[ "$2" == "$3" ]] || bad "$1: got '${2}', want '${3}'"; }

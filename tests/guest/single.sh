@@ -248,10 +248,11 @@ if want 13; then
     # this case's imports ask for MAP: they are what it tests (the mailbox stays a copy)
     export DMABUF_GUEST_NO_MAP=0
     tap_plan 13 77
-    go 131
-    # case 11 ends with both modules unloaded: load them again (the region is set up anew)
+    # case 11 ends with both modules unloaded: load them again (the region is set up anew;
+    # the mailbox needs the device too)
     grep -q '^virtio_dmabuf ' /proc/modules || { insmod "$KO/virtio_dmabuf.ko"; wait_devnode; }
     grep -q '^dmabuf_kimport ' /proc/modules || insmod "$KO/dmabuf_kimport.ko"
+    go 131
     shm_expect m13a 0 0
     hold_start h13 m13b import --uuid "$H13" --verify-seed 131 --expect-fnv "$H13_FNV" \
         --expect-size "$C13_SIZE" --expect-host-backed 1 --expect-mapped "$MAPPED"

@@ -366,7 +366,7 @@ case_13() {
     fi
     # the device unbound with a mapped import open and bound again: the VMM must survive it
     if ! need "$s" m13ze.rc 120; then
-        q="$(grep -a -o -m1 'run-vm: line [0-9]*: [0-9]* Segmentation fault[^|]*' "${VM_OUT[$s]}" || true)"
+        q="$(grep -a -o -m1 'run-vm: line [0-9]*: *[0-9]* Segmentation fault[^|]*' "${VM_OUT[$s]}" || true)"
         [[ -z "$q" ]] || ERRS=("QEMU crashed after the guest unbound the device with a mapped import open and bound it again (${q#*: }; steps m13w-m13ze)" "${ERRS[@]}")
     fi
     if need "$s" m13t.rc 180; then

@@ -367,7 +367,7 @@ case_13() {
     # the device unbound with a mapped import open and bound again: the VMM must survive it
     if ! need "$s" m13ze.rc 120; then
         q="$(grep -a -o -m1 'run-vm: line [0-9]*: *[0-9]* Segmentation fault[^|]*' "${VM_OUT[$s]}" || true)"
-        [[ -z "$q" ]] || ERRS=("QEMU crashed after the guest unbound the device with a mapped import open and bound it again (${q#*: }; steps m13w-m13ze)" "${ERRS[@]}")
+        [[ -z "$q" ]] || ERRS=("QEMU crashed (Segmentation fault) after the guest unbound the device with a mapped import open and bound it again (steps m13w-m13ze; console: $KLOG/$s.console)" "${ERRS[@]}")
     fi
     if need "$s" m13t.rc 180; then
         cr="$(val "$s" m13t.ratio)"

@@ -370,9 +370,9 @@ case_13() {
         [[ -z "$q" ]] || ERRS=("QEMU crashed (Segmentation fault) after the guest unbound the device with a mapped import open and bound it again (steps m13w-m13ze; console: $KLOG/$s.console)" "${ERRS[@]}")
     fi
     if need "$s" m13t.rc 180; then
-        cr="$(val "$s" m13t.ratio)"
+        cr="$(val "$s" m13t.round_ratio_median)"
         # a ratio of a mapped import only if the import was mapped
-        [[ "$(val "$s" m13s.mapped)" == 1 ]] && mr="$(val "$s" m13s.ratio)"
+        [[ "$(val "$s" m13s.mapped)" == 1 ]] && mr="$(val "$s" m13s.round_ratio_median)"
     fi
     tap_check "$s" 13
     if [[ "$cp" == NA ]]; then
@@ -402,7 +402,7 @@ case_13() {
     [[ -n "$b" ]] || sm=NA
     tm="$(val "$s" m13t.dmabuf_read_mbps) (reads alone $(val "$s" m13t.dmabuf_read_only_mbps), START $(val "$s" m13t.sync_start_us_median) us)"
     [[ "$cp" == NA || -z "$cp" ]] && cp="NA (no per-buffer copied_bytes in dmabufctl info yet)"
-    printf 'vm-bench: kernel=%s qemu=%s mapped_read_ratio=%s copy_read_ratio=%s copied_bytes_mapped=%s (%s B host buffer, START READ + read every byte + END vs a guest-local buffer, medians of 5 rounds, %s; MB/s mapped %s, copy %s, local %s)\n' \
+    printf 'vm-bench: kernel=%s qemu=%s mapped_read_ratio=%s copy_read_ratio=%s copied_bytes_mapped=%s (%s B host buffer, START READ + read every byte + END vs reading a guest-local buffer right after, median of the ratios of 15 rounds, %s; median MB/s mapped %s, copy %s, local %s)\n' \
         "$CUR_K" "${QEMU_V:-?}" "$mr" "${cr:-NA}" "$cp" "$C13_BENCH_SIZE" "${ACCEL:-?}" "$sm" "$tm" \
         "$(val "$s" m13t.local_read_mbps)"
 }

@@ -298,11 +298,11 @@ if want 13; then
     # vm-bench (reported, not asserted): reading the 1 MiB host buffer H5 mapped and as a copy
     # (START READ, read every byte, END), each against reading a guest-local buffer
     if [ "$MAPPED" = 1 ]; then
-        run m13s "$G" bench-read --uuid "$H5" --rounds 5 --expect-mapped 1
+        run m13s "$G" bench-read --uuid "$H5" --rounds 15 --expect-mapped 1
     else
         tap_skip "[m13s] bench-read of a mapped import" "no shared memory region: imports are copies"
     fi
-    run m13t "$G" bench-read --uuid "$H5" --rounds 5 --no-map --expect-mapped 0
+    run m13t "$G" bench-read --uuid "$H5" --rounds 15 --no-map --expect-mapped 0
     # device removal with a mapped import open (the VMM resets the device with a mapping in
     # place), then bound again while the old binding's import still holds its range
     hold_start h13u m13w import --uuid "$H13K" --verify-seed 134 --len 4096 --expect-mapped "$MAPPED"

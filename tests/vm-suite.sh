@@ -121,6 +121,7 @@ done
 for q in "${QEMUS[@]}"; do
     [[ "$q" == stock || "$q" == patched ]] || { echo "vm-suite: --qemu must be stock or patched, not '$q'" >&2; exit 2; }
 done
+[[ "${DMABUF_SUITE_EXPECT_MAPPED:-0}" =~ ^[01]$ ]] || { echo "vm-suite: DMABUF_SUITE_EXPECT_MAPPED must be 0 or 1" >&2; exit 2; }
 if [[ -n "${QEMU:-}" ]] && ((${#QEMUS[@]})); then
     echo "vm-suite: --qemu and \$QEMU exclude each other (\$QEMU=$QEMU)" >&2; exit 2
 fi

@@ -170,6 +170,8 @@ vm_start() {
     local id=$1 sock=$2 script=$3 tmo=$4
     shift 4
     mkfifo "$KLOG/$id.fifo"
+    # a VM of an earlier block had this id: its exit status is not this one's
+    unset "VM_RC[$id]"
     stamp < "$KLOG/$id.fifo" > "$KLOG/$id.out" &
     VM_RD[$id]=$!
     VM_OUT[$id]="$KLOG/$id.out"

@@ -210,6 +210,9 @@ impl Vm {
         };
         vm.negotiate()?;
         vm.frontend.set_mem_table(&vm.ram.regions())?;
+        if let Some(shm) = &vm.shm {
+            shm.set_ram(vm.ram.regions());
+        }
         vm.start_queues()?;
         Ok(vm)
     }
@@ -239,7 +242,8 @@ impl Vm {
                 let cfg = self.frontend.get_shmem_config()?;
                 let size = cfg.memory_sizes[0];
                 if cfg.nregions >= 1 && size > 0 {
-                    self.shm = Some(ShmRegion::start(&mut self.frontend, size, updates)?);
+                    let slots = acked.contains(VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS);
+                    self.shm = Some(ShmRegion::start(&mut self.frontend, size, updates, slots)?);
                 }
             }
         }
@@ -601,6 +605,9 @@ impl Vm {
         self.ram.read(SCRATCH, &mut scratch)?;
         new.write(SCRATCH, &scratch)?;
         self.frontend.set_mem_table(&new.regions())?;
+        if let Some(shm) = &self.shm {
+            shm.set_ram(new.regions());
+        }
         self.ram = new;
         // The copy can miss the device's last writes to the old rings (its avail event, written
         // when it stops polling), so the driver could wait for a kick request the device never

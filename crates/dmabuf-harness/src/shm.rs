@@ -6,9 +6,12 @@
 //!
 //! As measured with QEMU 11.1.3 and reproduced here: unmapped parts of the region read as zero
 //! and ignore writes; SHMEM_MAP and SHMEM_UNMAP are answered (an UNMAP of a range that is not
-//! mapped exactly so with an error), then the memory table is updated (ADD_MEM_REG /
-//! REM_MEM_REG); a device reset removes every mapping; an UNMAP of a mapping removed at a reset
-//! makes QEMU crash, which the harness records as a protocol violation
+//! mapped exactly so with an error), then the memory table is updated: with
+//! `CONFIGURE_MEM_SLOTS` one ADD_MEM_REG / REM_MEM_REG each, without it a whole SET_MEM_TABLE
+//! of guest RAM and every mapping, or nothing when that is more than 8 regions (QEMU prints
+//! "Failed preparing vhost-user memory table msg" and the back-end keeps its table:
+//! [`ShmEvent::TableTooLarge`]); a device reset removes every mapping; an UNMAP of a mapping
+//! removed at a reset makes QEMU crash, which the harness records as a protocol violation
 //! ([`ShmEvent::UnmapAfterReset`]).
 
 use std::collections::BTreeMap;
@@ -23,12 +26,15 @@ use vhost::vhost_user::message::{VhostUserMMap, VhostUserMMapFlags};
 use vhost::vhost_user::{
     Frontend, FrontendReqHandler, HandlerResult, VhostUserFrontend, VhostUserFrontendReqHandlerMut,
 };
-use vhost::VhostUserMemoryRegionInfo;
+use vhost::{VhostBackend, VhostUserMemoryRegionInfo};
 
 use crate::HarnessError;
 
 /// Where the harness puts the region's BAR in guest-physical space (above any harness RAM).
 pub const BAR_GPA: u64 = 0x40_0000_0000;
+
+/// The regions one SET_MEM_TABLE can carry (QEMU's VHOST_MEMORY_BASELINE_NREGIONS).
+pub const MEM_TABLE_REGIONS: usize = 8;
 
 /// When the front-end tells the back-end about a changed memory table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,11 +85,19 @@ pub enum ShmEvent {
         /// Offset.
         offset: u64,
     },
+    /// Without CONFIGURE_MEM_SLOTS: guest RAM and the mappings make more regions than one
+    /// SET_MEM_TABLE carries, so none was sent (the back-end keeps its previous table).
+    TableTooLarge {
+        /// Regions the table would have had.
+        regions: usize,
+    },
 }
 
 struct Mapping {
     len: u64,
     writable: bool,
+    /// The mapped file (a dup) and its offset, for whole memory tables.
+    file: Option<(File, u64)>,
 }
 
 /// A memory-table change to send: `(offset, len, Some((file, fd_offset)))` adds, `None` removes.
@@ -98,6 +112,10 @@ struct State {
     /// Memory-table changes to send.
     pending: Vec<Update>,
     updates: MemUpdates,
+    /// CONFIGURE_MEM_SLOTS was negotiated: changes go one region at a time.
+    slots: bool,
+    /// Guest RAM's regions, the rest of a whole memory table.
+    ram: Vec<VhostUserMemoryRegionInfo>,
     frontend: Frontend,
 }
 
@@ -131,24 +149,64 @@ impl State {
     }
 
     fn flush(&mut self) {
-        for (offset, len, add) in std::mem::take(&mut self.pending) {
-            let info = |fd, mmap_offset| VhostUserMemoryRegionInfo {
-                guest_phys_addr: BAR_GPA + offset,
-                memory_size: len,
-                userspace_addr: (self.base + offset as usize) as u64,
-                mmap_offset,
-                mmap_handle: fd,
-            };
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return;
+        }
+        if !self.slots {
+            self.send_whole_table();
+            return;
+        }
+        for (offset, len, add) in pending {
             let r = match &add {
                 Some((file, fd_offset)) => self
                     .frontend
-                    .add_mem_region(&info(file.as_raw_fd(), *fd_offset))
+                    .add_mem_region(&self.region_info(offset, len, file.as_raw_fd(), *fd_offset))
                     .map(drop),
-                None => self.frontend.remove_mem_region(&info(-1, 0)).map(drop),
+                None => self
+                    .frontend
+                    .remove_mem_region(&self.region_info(offset, len, -1, 0))
+                    .map(drop),
             };
             if let Err(e) = r {
                 eprintln!("harness: memory-table update failed: {e}");
             }
+        }
+    }
+
+    fn region_info(
+        &self,
+        offset: u64,
+        len: u64,
+        fd: i32,
+        mmap_offset: u64,
+    ) -> VhostUserMemoryRegionInfo {
+        VhostUserMemoryRegionInfo {
+            guest_phys_addr: BAR_GPA + offset,
+            memory_size: len,
+            userspace_addr: (self.base + offset as usize) as u64,
+            mmap_offset,
+            mmap_handle: fd,
+        }
+    }
+
+    /// Without CONFIGURE_MEM_SLOTS, as QEMU: the whole table (guest RAM and every mapping), or
+    /// nothing if it does not fit one message.
+    fn send_whole_table(&mut self) {
+        let mut table = self.ram.clone();
+        for (&offset, m) in &self.maps {
+            if let Some((file, fd_offset)) = &m.file {
+                table.push(self.region_info(offset, m.len, file.as_raw_fd(), *fd_offset));
+            }
+        }
+        if table.len() > MEM_TABLE_REGIONS {
+            self.events.push(ShmEvent::TableTooLarge {
+                regions: table.len(),
+            });
+            return;
+        }
+        if let Err(e) = self.frontend.set_mem_table(&table) {
+            eprintln!("harness: memory-table update failed: {e}");
         }
     }
 }
@@ -193,7 +251,22 @@ impl VhostUserFrontendReqHandlerMut for Handler {
         if p == libc::MAP_FAILED {
             return refuse(&mut st, "map", offset, len);
         }
-        st.maps.insert(offset, Mapping { len, writable });
+        // SAFETY: dup of the fd we were handed; the result is checked and owned below.
+        let dup = unsafe { libc::dup(fd.as_raw_fd()) };
+        // SAFETY: `dup` is a new fd nobody else owns.
+        let file = (dup >= 0).then(|| unsafe { File::from_raw_fd(dup) });
+        let pending = file
+            .as_ref()
+            .and_then(|f| f.try_clone().ok())
+            .map(|f| (f, fd_offset));
+        st.maps.insert(
+            offset,
+            Mapping {
+                len,
+                writable,
+                file: file.map(|f| (f, fd_offset)),
+            },
+        );
         st.removed_at_reset.remove(&offset);
         st.events.push(ShmEvent::Map {
             offset,
@@ -202,12 +275,8 @@ impl VhostUserFrontendReqHandlerMut for Handler {
             writable,
         });
         if st.updates != MemUpdates::Off {
-            // SAFETY: dup of the fd we were handed; the result is checked and owned.
-            let dup = unsafe { libc::dup(fd.as_raw_fd()) };
-            if dup >= 0 {
-                // SAFETY: `dup` is a new fd nobody else owns.
-                let file = unsafe { File::from_raw_fd(dup) };
-                st.pending.push((offset, len, Some((file, fd_offset))));
+            if let Some(p) = pending {
+                st.pending.push((offset, len, Some(p)));
             }
         }
         if st.updates == MemUpdates::BeforeReply {
@@ -259,6 +328,7 @@ impl ShmRegion {
         frontend: &mut Frontend,
         size: u64,
         updates: MemUpdates,
+        slots: bool,
     ) -> Result<ShmRegion, HarnessError> {
         let len = usize::try_from(size).map_err(|_| HarnessError::Setup("region size".into()))?;
         // SAFETY: a fresh private anonymous reservation; nothing else uses its address.
@@ -283,6 +353,8 @@ impl ShmRegion {
             events: Vec::new(),
             pending: Vec::new(),
             updates,
+            slots,
+            ram: Vec::new(),
             frontend: frontend.clone(),
         }));
         let mut server = FrontendReqHandler::new(Arc::new(Mutex::new(Handler(state.clone()))))
@@ -299,6 +371,11 @@ impl ShmRegion {
             served,
             thread: Some(thread),
         })
+    }
+
+    /// Guest RAM's regions (after each SET_MEM_TABLE of RAM), for whole memory tables.
+    pub fn set_ram(&self, ram: Vec<VhostUserMemoryRegionInfo>) {
+        lock(&self.state).ram = ram;
     }
 
     /// Bytes of the region.

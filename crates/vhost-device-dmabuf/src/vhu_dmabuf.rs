@@ -580,13 +580,17 @@ impl VhostUserBackend for DmabufBackend {
         if self.0.vm.shm.size() == 0 {
             return base;
         }
-        // Shared memory, the channel its requests travel on (with an fd), and memory slots
-        // beyond the 8 of SET_MEM_TABLE: each mapping becomes a region of the front-end's
-        // memory table.
+        // Shared memory and the channel its requests travel on (with an fd). Not
+        // CONFIGURE_MEM_SLOTS: with it, QEMU 11.1.3 crashes (SIGSEGV) when a device that was
+        // reset with mappings in place is started again (a guest unbinding and binding the
+        // driver, a reboot), apparently on its per-slot copy of the mappings it removed at the
+        // reset. Without it, each mapping still becomes a region of QEMU's memory table, sent
+        // whole: past 8 regions QEMU cannot send it ("Failed preparing vhost-user memory table
+        // msg") and the daemon keeps its previous table, which loses nothing here: the
+        // region's mappings are never this VM's RAM (`Registry::check_not_window`).
         base | VhostUserProtocolFeatures::SHMEM
             | VhostUserProtocolFeatures::BACKEND_REQ
             | VhostUserProtocolFeatures::BACKEND_SEND_FD
-            | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
     }
 
     fn get_shmem_config(&self) -> io::Result<VhostUserShMemConfig> {

@@ -371,6 +371,53 @@ fn the_region_is_not_guest_ram() {
 }
 
 #[test]
+fn more_mappings_than_one_memory_table_holds() {
+    // The daemon does not offer CONFIGURE_MEM_SLOTS (QEMU 11.1.3 crashes with it when a device
+    // reset with mappings in place is started again), so the front-end sends its memory table
+    // whole, and cannot once guest RAM and the mappings pass 8 regions. Mapping goes on; the
+    // daemon keeps its last table and every mapping still shows its own buffer's bytes.
+    let d = daemon("4M");
+    let mut a = vm(&d, "a");
+    let mut host = Client::connect(d.control_socket()).unwrap();
+    let mut held = Vec::new();
+    for seed in 0..12u8 {
+        let bytes = pattern(seed, 4096);
+        let (u, f) = host
+            .share_bytes(&bytes, ShareFlags::default(), &[])
+            .unwrap();
+        let m = a.map(&u).unwrap().unwrap();
+        held.push((u, f, m, bytes));
+    }
+    a.shm().unwrap().settle(Duration::from_secs(5)).unwrap();
+    assert!(a
+        .shm()
+        .unwrap()
+        .events()
+        .iter()
+        .any(|e| matches!(e, ShmEvent::TableTooLarge { regions } if *regions > 8)));
+    for (u, _f, m, bytes) in &held {
+        assert_eq!(a.sync(u, 0, 4096, sf::READ, 0).unwrap(), Status::Ok);
+        assert_eq!(&region_bytes(&a, m.offset, 4096), bytes);
+        assert_eq!(
+            a.sync(u, 0, 4096, sf::READ | sf::END, 0).unwrap(),
+            Status::Ok
+        );
+    }
+    // Guest RAM is still the daemon's: a new buffer of the VM is read by the host.
+    let real = a.alloc_buffer(4096, false).unwrap();
+    a.write_buffer(&real, 0, &[0x5a; 4096]).unwrap();
+    let g = a.create_buffer(&real, 0).unwrap().unwrap();
+    assert_eq!(
+        host.read_fenced(&g, 0, 4096, None).unwrap(),
+        vec![0x5a; 4096]
+    );
+    for (u, _f, _m, _bytes) in &held {
+        assert_eq!(a.release(u).unwrap(), Status::Ok);
+    }
+    assert!(a.shm().unwrap().mappings().is_empty());
+}
+
+#[test]
 fn another_vms_buffer_is_mapped_page_by_page_and_unmapped_before_its_owner_goes_on() {
     let d = daemon("4M");
     let mut a = vm(&d, "a");

@@ -283,15 +283,16 @@ impl Client {
         Ok(decode::<CtlUuid>("SHARE response", &r.payload)?.uuid)
     }
 
-    /// Copy `data` into a new sealed memfd and share all of it. Returns the UUID and the memfd,
-    /// which the caller may keep writing (outside the daemon's arbitration) or drop.
+    /// Copy `data` into a new sealed memfd (padded with zeros to whole pages, so that guests can
+    /// map it) and share `data.len()` bytes of it. Returns the UUID and the memfd, which the
+    /// caller may keep writing (outside the daemon's arbitration) or drop.
     pub fn share_bytes(
         &mut self,
         data: &[u8],
         flags: ShareFlags,
         allowed_vms: &[&str],
     ) -> Result<(Uuid, File)> {
-        let file = memfd::sealed_memfd_with("dmabuf-share", data).map_err(ClientError::Memfd)?;
+        let file = memfd::shareable_memfd_with("dmabuf-share", data).map_err(ClientError::Memfd)?;
         let uuid = self.share(&file, data.len() as u64, flags, allowed_vms)?;
         Ok((uuid, file))
     }

@@ -116,6 +116,8 @@ struct State {
     slots: bool,
     /// Guest RAM's regions, the rest of a whole memory table.
     ram: Vec<VhostUserMemoryRegionInfo>,
+    /// Maps to refuse from now on, whatever they are (a VMM that will not map).
+    refuse_maps: u32,
     frontend: Frontend,
 }
 
@@ -228,6 +230,20 @@ impl VhostUserFrontendReqHandlerMut for Handler {
             .next_back()
             .is_some_and(|(&o, m)| o + m.len > offset);
         if req.shmid != 0 || !st.in_region(offset, len) || overlaps {
+            return refuse(&mut st, "map", offset, len);
+        }
+        if st.refuse_maps > 0 {
+            st.refuse_maps -= 1;
+            return refuse(&mut st, "map", offset, len);
+        }
+        // As QEMU's memory_region_init_ram_from_fd(): the file must hold the whole range.
+        // SAFETY: fstat of the fd we were handed into a zeroed struct; the result is checked.
+        let file_size = unsafe {
+            let mut sb: libc::stat = std::mem::zeroed();
+            (libc::fstat(fd.as_raw_fd(), &mut sb) == 0).then_some(sb.st_size as u64)
+        };
+        let is_memfd_or_file = file_size.is_some_and(|s| s > 0);
+        if is_memfd_or_file && file_size.is_some_and(|s| s < fd_offset.saturating_add(len)) {
             return refuse(&mut st, "map", offset, len);
         }
         let writable = flags & VhostUserMMapFlags::WRITABLE.bits() != 0;
@@ -355,6 +371,7 @@ impl ShmRegion {
             updates,
             slots,
             ram: Vec::new(),
+            refuse_maps: 0,
             frontend: frontend.clone(),
         }));
         let mut server = FrontendReqHandler::new(Arc::new(Mutex::new(Handler(state.clone()))))
@@ -376,6 +393,12 @@ impl ShmRegion {
     /// Guest RAM's regions (after each SET_MEM_TABLE of RAM), for whole memory tables.
     pub fn set_ram(&self, ram: Vec<VhostUserMemoryRegionInfo>) {
         lock(&self.state).ram = ram;
+    }
+
+    /// Refuse the next `n` SHMEM_MAP requests (answer them with an error, map nothing), as a
+    /// VMM that will not map a file does.
+    pub fn refuse_maps(&self, n: u32) {
+        lock(&self.state).refuse_maps = n;
     }
 
     /// Bytes of the region.
@@ -500,8 +523,11 @@ fn serve<S>(
             lock(state).flush();
             continue;
         }
-        if server.handle_request().is_err() {
-            return;
+        match server.handle_request() {
+            // A request the handler refused was answered with an error; the channel goes on,
+            // as QEMU's does.
+            Ok(_) | Err(vhost::vhost_user::Error::ReqHandlerError(_)) => {}
+            Err(_) => return,
         }
         served.fetch_add(1, Ordering::SeqCst);
         lock(state).flush();

@@ -69,6 +69,40 @@ pub fn sealed_memfd_from_reader(name: &str, src: &mut dyn io::Read) -> io::Resul
     Ok(f)
 }
 
+/// The page size the daemon maps shares in (a VMM maps whole 4096-byte pages of a file).
+pub const SHARE_PAGE: u64 = 4096;
+
+/// `size` rounded up to whole [`SHARE_PAGE`]s (saturating).
+pub fn page_padded(size: u64) -> u64 {
+    size.div_ceil(SHARE_PAGE).saturating_mul(SHARE_PAGE)
+}
+
+/// A memfd to share: `data`, then zeros to the end of its last page, sealed. Share
+/// `data.len()` bytes of it; the padding lets the daemon map the buffer into a guest (a VMM
+/// maps whole pages and refuses a mapping past the end of a file), and the guest never sees
+/// it as part of the buffer.
+pub fn shareable_memfd_with(name: &str, data: &[u8]) -> io::Result<File> {
+    let f = memfd(name, page_padded(data.len() as u64))?;
+    f.write_all_at(data, 0)?;
+    seal_size(&f)?;
+    Ok(f)
+}
+
+/// The same for `size` zero bytes.
+pub fn shareable_memfd(name: &str, size: u64) -> io::Result<File> {
+    sealed_memfd(name, page_padded(size))
+}
+
+/// The same for everything `src` yields; returns the memfd and the bytes read (the size to
+/// share).
+pub fn shareable_memfd_from_reader(name: &str, src: &mut dyn io::Read) -> io::Result<(File, u64)> {
+    let mut f = memfd(name, 0)?;
+    let len = io::copy(src, &mut f)?;
+    f.set_len(page_padded(len))?;
+    seal_size(&f)?;
+    Ok((f, len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +111,30 @@ mod tests {
     fn seals(f: &File) -> i32 {
         // SAFETY: F_GET_SEALS takes no argument; the result is only compared.
         unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GET_SEALS) }
+    }
+
+    #[test]
+    fn shareable_memfds_are_padded_to_whole_pages() {
+        let f = shareable_memfd_with("t", &[7; 5000]).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 8192);
+        let mut out = [1u8; 8192];
+        f.read_exact_at(&mut out, 0).unwrap();
+        assert_eq!(&out[..5000], &[7; 5000][..]);
+        assert_eq!(&out[5000..], &[0; 3192][..]);
+        assert!(f.set_len(5000).is_err());
+        assert_eq!(
+            shareable_memfd("t", 4096)
+                .unwrap()
+                .metadata()
+                .unwrap()
+                .len(),
+            4096
+        );
+        let (g, n) = shareable_memfd_from_reader("t", &mut &[3u8; 10][..]).unwrap();
+        assert_eq!((n, g.metadata().unwrap().len()), (10, 4096));
+        assert_eq!(page_padded(0), 0);
+        // Saturates (no memfd can be that large: creating it fails).
+        assert_eq!(page_padded(u64::MAX), u64::MAX);
     }
 
     #[test]

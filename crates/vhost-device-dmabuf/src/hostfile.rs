@@ -121,6 +121,8 @@ pub struct HostFile {
     map: MmapRegion<()>,
     kind: HostKind,
     writable: bool,
+    /// Bytes of the file when it was shared (a sealed memfd cannot shrink).
+    file_size: u64,
 }
 
 fn last_error(what: &'static str) -> HostFileError {
@@ -206,7 +208,13 @@ impl HostFile {
             map,
             kind,
             writable,
+            file_size,
         })
+    }
+
+    /// Bytes of the file (at least [`HostFile::size`]).
+    pub fn file_size(&self) -> u64 {
+        self.file_size
     }
 
     /// A duplicate of the file (to hand to the VMM for a mapping).

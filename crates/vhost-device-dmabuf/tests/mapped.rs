@@ -371,6 +371,54 @@ fn the_region_is_not_guest_ram() {
 }
 
 #[test]
+fn a_host_file_that_ends_inside_its_last_page_is_copied() {
+    // A VMM maps whole pages of a file and refuses a mapping past its end (QEMU 11.1.3:
+    // "backing store size ... is too small"): such a share is not mapped, it is copied.
+    let d = daemon("4M");
+    let mut a = vm(&d, "a");
+    let mut host = Client::connect(d.control_socket()).unwrap();
+    let bytes = pattern(9, 4096 + 100);
+    // share_bytes pads its memfd to whole pages; a file of exactly the buffer's size:
+    let f = dmabuf_sys_util::memfd::sealed_memfd_with("short", &bytes).unwrap();
+    let u = host
+        .share(&f, bytes.len() as u64, ShareFlags::default(), &[])
+        .unwrap();
+    assert_eq!(a.map(&u).unwrap(), Err(Status::Unsupported));
+    assert!(
+        a.shm().unwrap().events().is_empty(),
+        "nothing was asked of the VMM"
+    );
+    let (size, _) = a.lookup(&u).unwrap().unwrap();
+    let copy = a.alloc_buffer(size, false).unwrap();
+    assert_eq!(a.attach(&u, &copy).unwrap(), Status::Ok);
+    assert_eq!(a.sync(&u, 0, size, sf::READ, 0).unwrap(), Status::Ok);
+    assert_eq!(a.read_buffer(&copy, 0, size).unwrap(), bytes);
+}
+
+#[test]
+fn a_mapping_the_vmm_refuses_is_unsupported_and_its_range_free_again() {
+    let d = daemon("4M");
+    let mut a = vm(&d, "a");
+    let mut host = Client::connect(d.control_socket()).unwrap();
+    let bytes = pattern(4, 8192);
+    let (u, _f) = host
+        .share_bytes(&bytes, ShareFlags::default(), &[])
+        .unwrap();
+    a.shm().unwrap().refuse_maps(1);
+    assert_eq!(a.map(&u).unwrap(), Err(Status::Unsupported));
+    assert!(a
+        .shm()
+        .unwrap()
+        .events()
+        .iter()
+        .any(|e| matches!(e, ShmEvent::Refused { what: "map", .. })));
+    // Nothing is held: the same import is mapped at once, at the range the refusal had.
+    let m = a.map(&u).unwrap().unwrap();
+    assert_eq!(m.offset, 0);
+    assert_eq!(region_bytes(&a, m.offset, 8192), bytes);
+}
+
+#[test]
 fn more_mappings_than_one_memory_table_holds() {
     // The daemon does not offer CONFIGURE_MEM_SLOTS (QEMU 11.1.3 crashes with it when a device
     // reset with mappings in place is started again), so the front-end sends its memory table

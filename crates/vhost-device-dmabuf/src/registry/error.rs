@@ -160,7 +160,9 @@ impl RegistryError {
             E::DetachExports(..) => Status::IoError,
             E::FdDropped(_) => Status::QuotaExceeded,
             E::Mapping(_, e) => match e {
-                ShmError::NoRegion | ShmError::Channel(ChannelError::Unavailable) => {
+                // The driver copies instead: the VMM has no region, or will not map this.
+                ShmError::NoRegion
+                | ShmError::Channel(ChannelError::Unavailable | ChannelError::Refused(_)) => {
                     Status::Unsupported
                 }
                 ShmError::NoSpace(_) => Status::NoSpace,

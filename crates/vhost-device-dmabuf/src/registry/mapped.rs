@@ -41,6 +41,10 @@ pub enum Unmappable {
     /// `O_RDONLY` fd), so read-only could not be enforced. The driver imports a copy instead.
     #[error("it is read-only for this VM, and the VMM's mappings are always writable")]
     ReadOnly,
+    /// A host file that ends inside the buffer's last page: a VMM maps whole pages of a file
+    /// and refuses a mapping past its end (QEMU: "backing store size ... is too small").
+    #[error("its file ends inside its last page")]
+    ShortFile,
     /// More pieces than a region may hold mappings.
     #[error("it needs more than {MAX_MAPPINGS} mappings")]
     TooManyPieces,
@@ -177,6 +181,7 @@ fn pieces_of(buf: &Buffer) -> Result<Vec<Piece>, RegistryError> {
     let io = |e| RegistryError::Mapping(buf.uuid, ShmError::File(e));
     let len = page_round(buf.size).ok_or(unmappable(Unmappable::Unaligned))?;
     match &buf.origin {
+        Origin::Host(hf) if hf.file_size() < len => Err(unmappable(Unmappable::ShortFile)),
         Origin::Host(hf) => Ok(vec![Piece {
             file: hf.dup_file().map_err(io)?,
             fd_offset: 0,

@@ -18,8 +18,10 @@
 //! handler must never wait for anything the asker holds. Askers hold no registry or vring lock
 //! while they wait (see `registry/mapped.rs`).
 
+use std::fmt;
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -37,7 +39,10 @@ pub enum ChannelError {
     /// No back-end channel (the front-end sent no `SET_BACKEND_REQ_FD`), or it broke earlier.
     #[error("no usable back-end request channel")]
     Unavailable,
-    /// The front-end refused the request or the channel failed.
+    /// The front-end answered that it did not do it (it made no mapping, removed none).
+    #[error("the front-end refused a shared-memory request")]
+    Refused(#[source] io::Error),
+    /// The channel failed.
     #[error("the front-end failed a shared-memory request")]
     Failed(#[source] io::Error),
     /// No answer within the bound.
@@ -48,8 +53,8 @@ pub enum ChannelError {
     Thread(#[source] io::Error),
 }
 
-/// One request.
-#[derive(Debug)]
+/// One request. Its `Debug` (in log lines) names the file by its fd number: `File`'s own
+/// `Debug` reads `/proc/self/fd/N`, a `readlink` the sandbox's seccomp filter refuses.
 pub enum ShmOp {
     /// Map `len` bytes of `file` from `fd_offset` at `shm_offset` of the region.
     Map {
@@ -74,6 +79,33 @@ pub enum ShmOp {
         /// before the driver's last reset is not sent (see [`ShmChannel::new`]).
         generation: u64,
     },
+}
+
+impl fmt::Debug for ShmOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShmOp::Map {
+                file,
+                fd_offset,
+                shm_offset,
+                len,
+                writable,
+            } => write!(
+                f,
+                "Map {{ fd: {}, fd_offset: {fd_offset:#x}, shm_offset: {shm_offset:#x}, \
+                 len: {len:#x}, writable: {writable} }}",
+                file.as_raw_fd()
+            ),
+            ShmOp::Unmap {
+                shm_offset,
+                len,
+                generation,
+            } => write!(
+                f,
+                "Unmap {{ shm_offset: {shm_offset:#x}, len: {len:#x}, generation: {generation} }}"
+            ),
+        }
+    }
 }
 
 struct Job {
@@ -171,6 +203,7 @@ impl ShmChannel {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(Ok(())) => {}
+                Ok(Err(e)) if refused(&e) => return Err((i, ChannelError::Refused(e))),
                 Ok(Err(e)) => return Err((i, ChannelError::Failed(e))),
                 Err(RecvTimeoutError::Timeout) => {
                     // What the front-end did is unknown from here on.
@@ -279,5 +312,28 @@ fn send(backend: &Backend, op: &ShmOp) -> io::Result<()> {
             };
             backend.shmem_unmap(&msg).map(drop)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_map_is_logged_without_looking_up_its_file() {
+        // std's Debug of a File reads /proc/self/fd/N (readlink, refused by the seccomp
+        // filter, which kills the daemon): the op names the fd number instead.
+        let file = dmabuf_sys_util::memfd::memfd("t", 4096).unwrap();
+        let fd = file.as_raw_fd();
+        let op = ShmOp::Map {
+            file,
+            fd_offset: 0,
+            shm_offset: 0x2000,
+            len: 0x1000,
+            writable: true,
+        };
+        let s = format!("{op:?}");
+        assert!(s.contains(&format!("fd: {fd},")), "{s}");
+        assert!(!s.contains("memfd:"), "{s}");
     }
 }

@@ -238,8 +238,10 @@ impl VmShm {
 
     /// Map `pieces` into the range [`VmShm::reserve`] gave for them and wait for the front-end.
     /// No lock of the caller may be held (see [`channel`]). On failure what was mapped is
-    /// unmapped, and the range is never given out again (the channel is broken, or what the
-    /// front-end holds there is unknown).
+    /// unmapped. If the front-end refused a piece (it answered that it made no mapping), the
+    /// range is free again once those unmaps are posted (a later MAP there goes behind them on
+    /// the same channel); otherwise it is never given out again (the channel is broken, or
+    /// what the front-end holds there is unknown).
     pub fn establish(
         &self,
         range: &MappedRange,
@@ -259,6 +261,9 @@ impl VmShm {
             .collect();
         if let Err((done, e)) = self.channel.call(ops) {
             self.channel.post(unmaps(range, done));
+            if matches!(e, ChannelError::Refused(_)) {
+                self.abandon(range);
+            }
             return Err(ShmError::Channel(e));
         }
         if range.generation != self.generation.load(Ordering::SeqCst) {

@@ -123,7 +123,8 @@ impl Sink {
 /// The sealed memfd to share and its size.
 pub(crate) fn prepare_share(a: &ShareArgs) -> Result<(File, u64), CliError> {
     if let Some(size) = a.memfd_size {
-        let f = memfd::sealed_memfd("dmabufctl-share", size).map_err(CliError::Memfd)?;
+        // Padded to whole pages (shared: `size` bytes), so that guests can map it.
+        let f = memfd::shareable_memfd("dmabufctl-share", size).map_err(CliError::Memfd)?;
         if let Some(seed) = a.fill_seed {
             let mut buf = vec![0u8; CHUNK.min(size) as usize];
             let mut at = 0u64;
@@ -137,14 +138,13 @@ pub(crate) fn prepare_share(a: &ShareArgs) -> Result<(File, u64), CliError> {
         return Ok((f, size));
     }
     let path = a.file.as_deref().unwrap_or(Path::new("-"));
-    let f = if path == Path::new("-") {
-        memfd::sealed_memfd_from_reader("dmabufctl-share", &mut io::stdin().lock())
+    let (f, size) = if path == Path::new("-") {
+        memfd::shareable_memfd_from_reader("dmabufctl-share", &mut io::stdin().lock())
     } else {
         File::open(path)
-            .and_then(|mut src| memfd::sealed_memfd_from_reader("dmabufctl-share", &mut src))
+            .and_then(|mut src| memfd::shareable_memfd_from_reader("dmabufctl-share", &mut src))
     }
     .map_err(input_error(path))?;
-    let size = f.metadata().map_err(CliError::Memfd)?.len();
     Ok((f, size))
 }
 

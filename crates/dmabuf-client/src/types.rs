@@ -154,6 +154,8 @@ pub struct Importer {
     pub vm: String,
     /// Mapped in place in the VM's shared memory region (else a copy in its own pages).
     pub mapped: bool,
+    /// Bytes the daemon copied between the origin and this import at its fence points.
+    pub copied: u64,
 }
 
 impl From<&ImporterInfo> for Importer {
@@ -161,6 +163,7 @@ impl From<&ImporterInfo> for Importer {
         Importer {
             vm: owner_text(&w.name),
             mapped: u32::from_le(w.kind) == import_kind::MAPPED,
+            copied: u64::from_le(w.copied),
         }
     }
 }
@@ -220,12 +223,14 @@ mod tests {
             name,
             kind: import_kind::MAPPED.to_le(),
             reserved: 0,
+            copied: 12345u64.to_le(),
         };
         assert_eq!(
             Importer::from(&e),
             Importer {
                 vm: "vm1".into(),
-                mapped: true
+                mapped: true,
+                copied: 12345,
             }
         );
         assert!(i.flags.read_only && i.flags.host_backed && i.flags.revoked);

@@ -396,7 +396,7 @@ fn buf_info(s: &BufferSummary) -> BufInfo {
         flags: flags.to_le(),
         importers: s.importers.to_le(),
         nr_segs: s.nr_segs.to_le(),
-        mapped: u32::try_from(s.importer_views.iter().filter(|(_, m)| *m).count())
+        mapped: u32::try_from(s.importer_views.iter().filter(|v| v.mapped).count())
             .unwrap_or(u32::MAX)
             .to_le(),
         owner,
@@ -406,16 +406,17 @@ fn buf_info(s: &BufferSummary) -> BufInfo {
 /// INFO: the buffer, then each importer and the kind of its import.
 fn info_payload(s: &BufferSummary) -> Vec<u8> {
     let mut out = buf_info(s).as_slice().to_vec();
-    for (name, mapped) in &s.importer_views {
-        let kind = if *mapped {
+    for v in &s.importer_views {
+        let kind = if v.mapped {
             ctl::import_kind::MAPPED
         } else {
             ctl::import_kind::COPIED
         };
         let entry = ctl::ImporterInfo {
-            name: ctl::encode_name(name).unwrap_or([0; NAME_LEN]),
+            name: ctl::encode_name(&v.name).unwrap_or([0; NAME_LEN]),
             kind: kind.to_le(),
             reserved: 0,
+            copied: v.copied.to_le(),
         };
         out.extend_from_slice(entry.as_slice());
     }

@@ -135,14 +135,28 @@ fn host_buffer_is_read_and_written_in_place() {
         size: data.len() as u64,
     };
     assert_eq!(b.attach(&u, &bcopy).unwrap(), Status::Ok);
+    // Both read it: the copy is filled at its START, the mapped import moves nothing.
+    let n = data.len() as u64;
+    for vm in [&mut a, &mut b] {
+        assert_eq!(vm.sync(&u, 0, n, sf::READ, 0).unwrap(), Status::Ok);
+        assert_eq!(vm.sync(&u, 0, n, sf::READ | sf::END, 0).unwrap(), Status::Ok);
+    }
+    // The copy holds the origin's bytes as the mapping shows them (written by both sides).
+    assert_eq!(
+        b.read_buffer(&bcopy, 0, n).unwrap(),
+        region_bytes(&a, m.offset, data.len())
+    );
     let info = host.info(&u).unwrap();
     assert_eq!((info.importers, info.mapped), (2, 1));
-    let kinds: Vec<(String, bool)> = info
+    let kinds: Vec<(String, bool, u64)> = info
         .importer_list
         .iter()
-        .map(|i| (i.vm.clone(), i.mapped))
+        .map(|i| (i.vm.clone(), i.mapped, i.copied))
         .collect();
-    assert_eq!(kinds, vec![("a".to_owned(), true), ("b".to_owned(), false)]);
+    assert_eq!(
+        kinds,
+        vec![("a".to_owned(), true, 0), ("b".to_owned(), false, n)]
+    );
     assert_eq!(host.list().unwrap()[0].mapped, 1);
 
     // RELEASE: the mapping is gone when the answer comes.

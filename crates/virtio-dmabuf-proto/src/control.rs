@@ -160,7 +160,7 @@ pub struct BufInfo {
     pub owner: [u8; NAME_LEN],
 }
 
-/// INFO lists each importer after the [`BufInfo`] (40 bytes each).
+/// INFO lists each importer after the [`BufInfo`] (48 bytes each).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ImporterInfo {
@@ -170,6 +170,9 @@ pub struct ImporterInfo {
     pub kind: u32,
     /// Zero.
     pub reserved: u32,
+    /// Bytes the daemon copied between the origin and this import at its fence points so far
+    /// (0 for a mapped import).
+    pub copied: u64,
 }
 
 /// How a VM imported a buffer (`ImporterInfo::kind`).
@@ -239,7 +242,7 @@ const _: () = {
     assert!(size_of::<CtlRange>() == 40);
     assert!(size_of::<WaitWriteReq>() == 32);
     assert!(size_of::<BufInfo>() == 80);
-    assert!(size_of::<ImporterInfo>() == 40);
+    assert!(size_of::<ImporterInfo>() == 48);
     assert!(size_of::<PathResp>() == 16);
     assert!(size_of::<Generation>() == 8);
 };

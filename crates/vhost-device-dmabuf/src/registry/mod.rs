@@ -163,12 +163,23 @@ pub struct BufferSummary {
     pub write_generation: u64,
     /// VMs that imported it.
     pub importers: u32,
-    /// Each importing VM's name and whether its import is mapped (else copied), by name.
-    pub importer_views: Vec<(String, bool)>,
+    /// Each importing VM, by name.
+    pub importer_views: Vec<ImporterView>,
     /// Coalesced segments (guest-backed) or 1 (host-backed).
     pub nr_segs: u32,
     /// The owning VM's name, or `host:<pid>`.
     pub owner: String,
+}
+
+/// One VM's import of a buffer, as INFO describes it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ImporterView {
+    /// The VM's name.
+    pub name: String,
+    /// Mapped in place in its shared memory region (else a copy in its own pages).
+    pub mapped: bool,
+    /// Bytes copied between the origin and this import at its fence points so far.
+    pub copied: u64,
 }
 
 /// Everything shared.

@@ -203,11 +203,14 @@ pub(crate) fn info(ctx: &mut Ctx, uuid: &Uuid) -> Result<(), CliError> {
         b.segments,
         b.write_generation
     );
-    // One line per importer: how it reaches the bytes (spec 13.6).
+    // The bytes the daemon copied for the current importers at their fence points (0 for
+    // mapped imports), then one line per importer: how it reaches the bytes (spec 13.6).
     let mut text = text;
+    let copied: u64 = b.importer_list.iter().map(|i| i.copied).sum();
+    text.push_str(&format!("copied_bytes={copied}\n"));
     for i in &b.importer_list {
         let kind = if i.mapped { "mapped" } else { "copied" };
-        text.push_str(&format!("importer={} {kind}\n", i.vm));
+        text.push_str(&format!("importer={} {kind} copied_bytes={}\n", i.vm, i.copied));
     }
     print_out("info", &text)
 }

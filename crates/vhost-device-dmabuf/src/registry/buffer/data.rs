@@ -12,7 +12,7 @@ use vm_memory::{GuestAddressSpace, VolatileSlice};
 
 use super::super::fence::{FenceWait, Phase};
 use super::super::{lock, Fired, RegistryError, Stats, VmHandle};
-use super::{bracket_of, BufState, Buffer, ImportView, Origin, FENCE_GRACE};
+use super::{bracket_of, BufState, Buffer, Import, ImportView, Origin, FENCE_GRACE};
 use crate::arbiter::Access;
 use crate::hostfile::{self, HostFileError};
 use crate::memory::{check_range, copy_slices, MemError, SegList};
@@ -158,13 +158,19 @@ impl Buffer {
         deadline: Instant,
         stats: &Stats,
     ) -> Result<(), RegistryError> {
-        match st.imports.get(&access.domain).map(|i| (&i.vm, &i.view)) {
-            Some((vm, ImportView::Copy(segs))) => {
-                self.copy(vm, segs, access, Toward::Import, deadline, stats)
+        match st.imports.get(&access.domain) {
+            Some(i @ Import {
+                view: ImportView::Copy(segs),
+                ..
+            }) => {
+                let n = self.copy(&i.vm, segs, access, Toward::Import, deadline, stats)?;
+                i.copied.fetch_add(n, Ordering::Relaxed);
+                Ok(())
             }
-            Some((_, ImportView::Mapped(_))) => {
-                self.begin_origin_access(bracket_of(access), deadline)
-            }
+            Some(Import {
+                view: ImportView::Mapped(_),
+                ..
+            }) => self.begin_origin_access(bracket_of(access), deadline),
             None => Ok(()),
         }
     }
@@ -178,17 +184,27 @@ impl Buffer {
         deadline: Instant,
         stats: &Stats,
     ) -> Result<(), RegistryError> {
-        match st.imports.get(&access.domain).map(|i| (&i.vm, &i.view)) {
-            Some((vm, ImportView::Copy(segs))) if access.dir.writes() => {
-                self.copy(vm, segs, access, Toward::Origin, deadline, stats)
+        match st.imports.get(&access.domain) {
+            Some(
+                i @ Import {
+                    view: ImportView::Copy(segs),
+                    ..
+                },
+            ) if access.dir.writes() => {
+                let n = self.copy(&i.vm, segs, access, Toward::Origin, deadline, stats)?;
+                i.copied.fetch_add(n, Ordering::Relaxed);
+                Ok(())
             }
-            Some((_, ImportView::Mapped(_))) => self.end_origin_access(bracket_of(access)),
+            Some(Import {
+                view: ImportView::Mapped(_),
+                ..
+            }) => self.end_origin_access(bracket_of(access)),
             _ => Ok(()),
         }
     }
 
     /// Copy the range between the origin and an importer's pages, inside the origin's CPU-access
-    /// bracket (a host dma-buf's `DMA_BUF_IOCTL_SYNC`).
+    /// bracket (a host dma-buf's `DMA_BUF_IOCTL_SYNC`); returns the bytes copied.
     pub(super) fn copy(
         &self,
         vm: &VmHandle,
@@ -197,7 +213,7 @@ impl Buffer {
         toward: Toward,
         deadline: Instant,
         stats: &Stats,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<u64, RegistryError> {
         let bracket = match toward {
             Toward::Origin => CpuAccess::Write,
             Toward::Import => CpuAccess::Read,
@@ -217,7 +233,7 @@ impl Buffer {
         let n = copied?;
         ended?;
         stats.copied_bytes.fetch_add(n, Ordering::Relaxed);
-        Ok(())
+        Ok(n)
     }
 
     /// Run `f` over the origin's bytes `offset..offset+len` (checked against the size).

@@ -8,7 +8,7 @@
 //! lock, so the waiters an END unblocks are granted only once its bytes are in the origin.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,9 @@ use virtio_dmabuf_proto::uuid;
 use virtio_dmabuf_proto::virtio::Uuid;
 
 use super::fence::{FenceWait, Phase};
-use super::{lock, BufferSummary, Completion, Fired, RegistryError, Stats, VmHandle};
+use super::{
+    lock, BufferSummary, Completion, Fired, ImporterView, RegistryError, Stats, VmHandle,
+};
 use crate::arbiter::{Access, Arbiter, Begin, DomainId, Grants, Ticket};
 use crate::hostfile::HostFile;
 use crate::memory::{check_range, SegList};
@@ -80,6 +82,8 @@ pub(super) enum ImportView {
 pub(super) struct Import {
     vm: Arc<VmHandle>,
     view: ImportView,
+    /// Bytes copied between the origin and this import at its fence points (INFO).
+    copied: AtomicU64,
 }
 
 /// A VM whose import ended, with the range of its import if it was mapped.
@@ -450,6 +454,7 @@ impl Buffer {
         let import = Import {
             vm: vm.clone(),
             view,
+            copied: AtomicU64::new(0),
         };
         st.imports.insert(vm.domain, import);
         if vm.epoch.load(Ordering::SeqCst) != epoch {
@@ -530,10 +535,14 @@ impl Buffer {
             write_generation: st.write_generation,
             importers: u32::try_from(st.imports.len()).unwrap_or(u32::MAX),
             importer_views: {
-                let mut v: Vec<(String, bool)> = st
+                let mut v: Vec<ImporterView> = st
                     .imports
                     .values()
-                    .map(|i| (i.vm.name.clone(), matches!(i.view, ImportView::Mapped(_))))
+                    .map(|i| ImporterView {
+                        name: i.vm.name.clone(),
+                        mapped: matches!(i.view, ImportView::Mapped(_)),
+                        copied: i.copied.load(Ordering::Relaxed),
+                    })
                     .collect();
                 v.sort();
                 v

@@ -66,13 +66,13 @@ info_field() {
     sed -n "s/^$2=//p" <<<"$o"
 }
 # importer_kind UUID VM: how VM imported the buffer as dmabufctl info says (spec 13.6:
-# "importer=<vm> mapped|copied" lines): mapped, copied, none (not listed), GONE, or NA when
-# this dmabufctl prints no importer lines at all
+# "importer=<vm> mapped|copied copied_bytes=<n>" lines): mapped, copied, none (not listed),
+# GONE, or NA when this dmabufctl prints no importer lines at all
 importer_kind() {
     local o=""
     o="$(ctl info "$1" 2>/dev/null)" || { echo GONE; return 0; }
     grep -q '^mapped_importers=\|^importer=' <<<"$o" || { echo NA; return 0; }
-    o="$(sed -n "s/^importer=$2 //p" <<<"$o" | head -n1)"
+    o="$(sed -n "s/^importer=$2 \([a-z]*\).*/\1/p" <<<"$o" | head -n1)"
     echo "${o:-none}"
 }
 # copied_of UUID: the bytes the daemon copied between this buffer's origin and the VMs'

@@ -401,7 +401,9 @@ case_13() {
     sm="${b:-NA} (reads alone $(val "$s" m13s.dmabuf_read_only_mbps), START $(val "$s" m13s.sync_start_us_median) us)"
     [[ -n "$b" ]] || sm=NA
     tm="$(val "$s" m13t.dmabuf_read_mbps) (reads alone $(val "$s" m13t.dmabuf_read_only_mbps), START $(val "$s" m13t.sync_start_us_median) us)"
-    [[ "$cp" == NA || -z "$cp" ]] && cp="NA (no per-buffer copied_bytes in dmabufctl info yet)"
+    [[ "$cp" == NA || -z "$cp" ]] && cp="NA (no per-buffer copied_bytes in dmabufctl info)"
+    # what the daemon copied for a mapped import; a copy import's count is not that
+    ((MAPPED)) || cp="NA (no mapped import: the import was a copy, the daemon copied $cp B for it)"
     printf 'vm-bench: kernel=%s qemu=%s mapped_read_ratio=%s copy_read_ratio=%s copied_bytes_mapped=%s (%s B host buffer, START READ + read every byte + END vs reading a guest-local buffer right after, median of the ratios of 15 rounds, %s; median MB/s mapped %s, copy %s, local %s)\n' \
         "$CUR_K" "${QEMU_V:-?}" "$mr" "${cr:-NA}" "$cp" "$C13_BENCH_SIZE" "${ACCEL:-?}" "$sm" "$tm" \
         "$(val "$s" m13t.local_read_mbps)"

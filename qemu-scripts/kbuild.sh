@@ -47,9 +47,10 @@ fi
 need_root "building against $SERIES (chroot into the sid root)"
 inner="$(mktemp -d "$KCHROOT/var/tmp/kbuild.XXXXXX")"
 trap 'rm -rf "$inner"' EXIT
-# Follow symlinks (a build directory links to its sources); a dangling one (a source file
-# renamed since the directory was made) is left out.
-(cd "$DIR" && find . -mindepth 1 -xtype l -prune -o -print0 | cpio -0 -pdmL --quiet "$inner")
+# Follow symlinks (a build directory links to its sources; under -L a symlink that is still
+# a symlink is a dangling one: a source file
+# renamed since the directory was made), left out.
+(cd "$DIR" && find -L . -mindepth 1 -type l -prune -o -print0 | cpio -0 -pdmL --quiet "$inner")
 rc=0
 sid_chroot "$KCHROOT" make -C "${KDIR#"$KCHROOT"}" M="/var/tmp/${inner##*/}" "$@" || rc=$?
 # Bring back what the build wrote (objects, .ko, .cmd files, modules.order, ...): every

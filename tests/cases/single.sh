@@ -7,7 +7,7 @@
 
 # The host buffers of the boot (shared before it, their UUIDs and checksums passed in)
 S_H2="" S_H3="" S_H4="" S_H5="" S_H2_FNV="" S_H5_FNV=""
-S_H13="" S_H13K="" S_H13R="" S_H13_FNV="" S_H13K_FNV=""
+S_H13="" S_H13K="" S_H13R="" S_H13B="" S_H13_FNV="" S_H13K_FNV=""
 
 run_single() {
     local s=s1 mb="" big=0 mem=()
@@ -22,6 +22,7 @@ run_single() {
         S_H13="$(share "$C13_SIZE" 131)"
         S_H13K="$(share "$C13K_SIZE" 134)"
         S_H13R="$(share 65536 136 --read-only)"
+        S_H13B="$(share "$C13_BENCH_SIZE" 137)"
         S_H13_FNV="$(crc "$S_H13" 0 "$C13_SIZE")"
         S_H13K_FNV="$(crc "$S_H13K" 0 "$C13K_SIZE")"
     fi
@@ -32,7 +33,8 @@ run_single() {
     fi
     guest_script "$KLOG/$s.sh" single.sh "MBOX=$mb" "H2=$S_H2" "H3=$S_H3" "H4=$S_H4" "H5=$S_H5" \
         "H2_FNV=$S_H2_FNV" "H5_FNV=$S_H5_FNV" "BIG=$big" \
-        "H13=$S_H13" "H13K=$S_H13K" "H13R=$S_H13R" "H13_FNV=$S_H13_FNV" "H13K_FNV=$S_H13K_FNV"
+        "H13=$S_H13" "H13K=$S_H13K" "H13R=$S_H13R" "H13B=$S_H13B" "H13_FNV=$S_H13_FNV" \
+        "H13K_FNV=$S_H13K_FNV"
     vm_start "$s" "$SOCKDIR/vm1.sock" "$KLOG/$s.sh" 900 "${mem[@]}"
     if ! vm_booted "$s"; then
         local c=""

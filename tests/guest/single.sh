@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 #
 # Guest side of the single-VM boot of tests/vm-suite.sh (cases 1-7, 9a, 11 and 13). The host
-# prepends its variables (MBOX, CASES, the UUIDs H2..H5, H13, H13K, H13R of buffers it shared and
+# prepends its variables (MBOX, CASES, the UUIDs H2..H5, H13, H13K, H13R, H13B of buffers it shared and
 # the checksums H2_FNV, H5_FNV, H13_FNV, H13K_FNV it read of them, sizes and offsets, BIG,
 # MAPPED and SHM_STATE) and lib.sh. Each "go N" waits for the host; step numbers are
 # case*10 + k and must match the host's side (tests/cases/single.sh). Each case's checks
@@ -295,14 +295,14 @@ if want 13; then
     run m13q "$G" vgem --uuid "$H13K" --expect-mapped "$MAPPED" --expect-fnv "$H13K_FNV"
     run m13r "$G" kimport --uuid "$H13K" --expect-mapped "$MAPPED" --op write --write-seed 135 \
         --offset "$C13_OFF" --len "$C13_LEN" --attach
-    # vm-bench (reported, not asserted): reading the 1 MiB host buffer H5 mapped and as a copy
-    # (START READ, read every byte, END), each against reading a guest-local buffer
+    # vm-bench (reported, not asserted): reading the 16 MiB host buffer H13B mapped and as a
+    # copy (START READ, read every byte, END), each against reading a guest-local buffer
     if [ "$MAPPED" = 1 ]; then
-        run m13s "$G" bench-read --uuid "$H5" --rounds 15 --expect-mapped 1
+        run m13s "$G" bench-read --uuid "$H13B" --rounds 15 --expect-mapped 1
     else
         tap_skip "[m13s] bench-read of a mapped import" "no shared memory region: imports are copies"
     fi
-    run m13t "$G" bench-read --uuid "$H5" --rounds 15 --no-map --expect-mapped 0
+    run m13t "$G" bench-read --uuid "$H13B" --rounds 15 --no-map --expect-mapped 0
     # device removal with a mapped import open (the VMM resets the device with a mapping in
     # place), then bound again while the old binding's import still holds its range
     hold_start h13u m13w import --uuid "$H13K" --verify-seed 134 --len 4096 --expect-mapped "$MAPPED"

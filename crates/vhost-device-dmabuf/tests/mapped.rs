@@ -139,7 +139,10 @@ fn host_buffer_is_read_and_written_in_place() {
     let n = data.len() as u64;
     for vm in [&mut a, &mut b] {
         assert_eq!(vm.sync(&u, 0, n, sf::READ, 0).unwrap(), Status::Ok);
-        assert_eq!(vm.sync(&u, 0, n, sf::READ | sf::END, 0).unwrap(), Status::Ok);
+        assert_eq!(
+            vm.sync(&u, 0, n, sf::READ | sf::END, 0).unwrap(),
+            Status::Ok
+        );
     }
     // The copy holds the origin's bytes as the mapping shows them (written by both sides).
     assert_eq!(

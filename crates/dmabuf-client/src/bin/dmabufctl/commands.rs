@@ -210,7 +210,10 @@ pub(crate) fn info(ctx: &mut Ctx, uuid: &Uuid) -> Result<(), CliError> {
     text.push_str(&format!("copied_bytes={copied}\n"));
     for i in &b.importer_list {
         let kind = if i.mapped { "mapped" } else { "copied" };
-        text.push_str(&format!("importer={} {kind} copied_bytes={}\n", i.vm, i.copied));
+        text.push_str(&format!(
+            "importer={} {kind} copied_bytes={}\n",
+            i.vm, i.copied
+        ));
     }
     print_out("info", &text)
 }

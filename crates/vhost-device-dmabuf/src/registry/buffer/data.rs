@@ -159,10 +159,12 @@ impl Buffer {
         stats: &Stats,
     ) -> Result<(), RegistryError> {
         match st.imports.get(&access.domain) {
-            Some(i @ Import {
-                view: ImportView::Copy(segs),
-                ..
-            }) => {
+            Some(
+                i @ Import {
+                    view: ImportView::Copy(segs),
+                    ..
+                },
+            ) => {
                 let n = self.copy(&i.vm, segs, access, Toward::Import, deadline, stats)?;
                 i.copied.fetch_add(n, Ordering::Relaxed);
                 Ok(())

@@ -18,9 +18,7 @@ use virtio_dmabuf_proto::uuid;
 use virtio_dmabuf_proto::virtio::Uuid;
 
 use super::fence::{FenceWait, Phase};
-use super::{
-    lock, BufferSummary, Completion, Fired, ImporterView, RegistryError, Stats, VmHandle,
-};
+use super::{lock, BufferSummary, Completion, Fired, ImporterView, RegistryError, Stats, VmHandle};
 use crate::arbiter::{Access, Arbiter, Begin, DomainId, Grants, Ticket};
 use crate::hostfile::HostFile;
 use crate::memory::{check_range, SegList};

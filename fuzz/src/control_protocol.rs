@@ -176,8 +176,14 @@ impl World {
         }
     }
 
-    /// Put back fixtures an input revoked, and revoke every buffer an input shared.
+    /// Revoke every buffer an input shared, then put back the fixtures it revoked (in that
+    /// order: an input that filled the host-buffer quota must not leave no room for them).
     fn restore(&mut self) {
+        for info in self.registry.list() {
+            if !self.fixtures.contains(&info.uuid) {
+                self.registry.revoke(&info.uuid).expect("a listed buffer");
+            }
+        }
         for (i, kind) in FIXTURES.iter().enumerate() {
             if self.registry.info(&self.fixtures[i]).is_none() {
                 if *kind == FixtureKind::Guest {
@@ -187,11 +193,6 @@ impl World {
                         .expect("the VM still counts its revoked fixture");
                 }
                 self.fixtures[i] = self.make_fixture(*kind);
-            }
-        }
-        for info in self.registry.list() {
-            if !self.fixtures.contains(&info.uuid) {
-                self.registry.revoke(&info.uuid).expect("a listed buffer");
             }
         }
     }

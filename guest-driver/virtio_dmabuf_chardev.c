@@ -69,7 +69,7 @@ static long vdmabuf_ioctl_alloc(struct vdmabuf_device *dev,
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
-	if (arg.fd_flags & ~VIRTIO_DMABUF_FD_MASK || arg.reserved)
+	if (arg.fd_flags & ~VIRTIO_DMABUF_FD_MASK || arg.alloc_flags)
 		return -EINVAL;
 	ret = vdmabuf_buffer_alloc(dev, arg.size, arg.flags, &dmabuf, arg.uuid);
 	if (ret)

@@ -190,6 +190,16 @@ struct virtio_dmabuf_event {
 #define VIRTIO_DMABUF_FD_NO_CLOEXEC	(1U << 0)
 #define VIRTIO_DMABUF_FD_MASK		VIRTIO_DMABUF_FD_NO_CLOEXEC
 
+/*
+ * alloc_flags of ALLOC: how the guest pages are allocated (the device never
+ * sees them). VIRTIO_DMABUF_ALLOC_CONTIGUOUS: one physically contiguous run
+ * of pages, so the buffer is one segment and importers that need contiguous
+ * DMA memory (vb2-dma-contig, display controllers) accept it; ENOMEM if the
+ * guest has no such run free.
+ */
+#define VIRTIO_DMABUF_ALLOC_CONTIGUOUS	(1U << 0)
+#define VIRTIO_DMABUF_ALLOC_MASK	VIRTIO_DMABUF_ALLOC_CONTIGUOUS
+
 /**
  * struct virtio_dmabuf_ioc_alloc - VIRTIO_DMABUF_IOC_ALLOC argument
  * @size:	in: bytes, not zero, at most the device's max_bytes. The
@@ -198,7 +208,8 @@ struct virtio_dmabuf_event {
  * @flags:	in: VIRTIO_DMABUF_BUF_READ_ONLY, VIRTIO_DMABUF_BUF_HOST_ONLY
  * @fd_flags:	in: VIRTIO_DMABUF_FD_*
  * @fd:		out: the new dma-buf fd (O_RDWR)
- * @reserved:	in: zero
+ * @alloc_flags: in: VIRTIO_DMABUF_ALLOC_* (was @reserved; zero: pages from
+ *		wherever the allocator finds them, as many segments as needed)
  * @uuid:	out: the buffer's UUID assigned by the device
  *
  * Allocates zeroed guest pages, registers them with CREATE and exports them
@@ -209,7 +220,7 @@ struct virtio_dmabuf_ioc_alloc {
 	__u32 flags;
 	__u32 fd_flags;
 	__s32 fd;
-	__u32 reserved;
+	__u32 alloc_flags;
 	__u8 uuid[VIRTIO_DMABUF_UUID_SIZE];
 };
 

@@ -245,8 +245,11 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null || mdev -s
 exec </dev/console >/dev/console 2>&1
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /run
+# /tmp and /run get their own tmpfs unless the archive put files there (--file SRC:/tmp/...,
+# e.g. programs built in a checkout under /tmp): the root file system is writable anyway.
+for d in /tmp /run; do
+    [ -n "$(ls -A "$d")" ] || mount -t tmpfs tmpfs "$d"
+done
 mount -t tmpfs tmpfs /dev/shm
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 hostname dmabuf-guest

@@ -722,9 +722,11 @@ int vdmabuf_transport_init(struct vdmabuf_device *dev)
 	 * The workers may wait for the device for up to request_timeout_ms
 	 * (an hour at most): not on the system workqueue. Unbound, since they
 	 * sleep; no WQ_MEM_RECLAIM: no memory reclaim waits for them (they
-	 * allocate with GFP_KERNEL themselves).
+	 * allocate with GFP_KERNEL themselves). WQ_SYSFS: the administrator
+	 * can see it and set its cpumask in
+	 * /sys/devices/virtual/workqueue/<device name>/.
 	 */
-	dev->wq = alloc_workqueue("%s", WQ_UNBOUND, 0, dev->name);
+	dev->wq = alloc_workqueue("%s", WQ_UNBOUND | WQ_SYSFS, 0, dev->name);
 	if (!dev->wq)
 		return -ENOMEM;
 

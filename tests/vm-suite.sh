@@ -60,7 +60,7 @@ Each block starts with "vm-suite: qemu: <path> (QEMU emulator version ...)".
 Options:
   --kernel SERIES   only these guest kernels (repeatable or comma-separated)
   --qemu KIND       only under these QEMUs: stock, patched (default with --kernel: stock)
-  --case N          only case N, 1-14 (repeatable or comma-separated; default: all)
+  --case N          only case N, 1-14 or 16 (repeatable or comma-separated; default: all)
   --keep-logs       keep the log directory also when everything passed
   --help            this text
 
@@ -114,7 +114,7 @@ while (($#)); do
     esac
     shift
 done
-((${#SEL[@]})) || SEL=(1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+((${#SEL[@]})) || SEL=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 16)
 for k in "${KERNELS[@]}"; do
     [[ " ${ALL_KERNELS[*]} " == *" $k "* ]] || { echo "vm-suite: --kernel must be one of ${ALL_KERNELS[*]}, not '$k'" >&2; exit 2; }
 done
@@ -126,7 +126,7 @@ if [[ -n "${QEMU:-}" ]] && ((${#QEMUS[@]})); then
     echo "vm-suite: --qemu and \$QEMU exclude each other (\$QEMU=$QEMU)" >&2; exit 2
 fi
 for c in "${SEL[@]}"; do
-    [[ "$c" =~ ^([1-9]|1[0-4])$ ]] || { echo "vm-suite: --case must be 1-14, not '$c'" >&2; exit 2; }
+    [[ "$c" =~ ^([1-9]|1[0-46])$ ]] || { echo "vm-suite: --case must be 1-14 or 16, not '$c'" >&2; exit 2; }
 done
 want() { local c; for c in "${SEL[@]}"; do [[ "$c" == "$1" ]] && return 0; done; return 1; }
 
@@ -169,6 +169,8 @@ BIG_DONE=""   # the block that ran case 11's big buffers
 . "$HERE/cases/single.sh"
 # shellcheck source=tests/cases/pair.sh
 . "$HERE/cases/pair.sh"
+# shellcheck source=tests/cases/config.sh
+. "$HERE/cases/config.sh"
 # shellcheck source=tests/cases/restart.sh
 . "$HERE/cases/restart.sh"
 trap cleanup EXIT
@@ -290,6 +292,9 @@ for block in "${BLOCKS[@]}"; do
     fi
     if want 10; then
         run_restart
+    fi
+    if want 16; then
+        run_config
     fi
     begin 0 daemon-teardown
     kill -0 "$DPID" 2>/dev/null || bad "the daemon was not running any more"

@@ -9,6 +9,7 @@ int main(void)
 {
 	struct vdmabuf_buffer a, b;
 	char text[VDMABUF_UUID_STR_LEN], *p, *q;
+	uint8_t uuid[VDMABUF_UUID_SIZE];
 	int dev = vdmabuf_open(NULL);	/* the first /dev/virtio-dmabuf<N> */
 
 	if (dev < 0 || vdmabuf_alloc(dev, 4096, 0, 0, 0, &a) < 0 ||
@@ -16,13 +17,13 @@ int main(void)
 	    vdmabuf_sync_start(dev, a.fd, VDMABUF_SYNC_WRITE, 0, 6, 0) < 0)
 		return 1;
 	memcpy(p, "hello", 6);		/* CPU access between START and END */
-	if (vdmabuf_sync_end(dev, a.fd, VDMABUF_SYNC_WRITE, 0, 6) < 0)
-		return 1;
-	printf("uuid=%s\n", vdmabuf_uuid_format(a.uuid, text));	/* send it anywhere */
-	if (vdmabuf_uuid_parse(text, b.uuid) < 0 || vdmabuf_import(dev, b.uuid, 0, 0, &b) < 0 ||
+	if (vdmabuf_sync_end(dev, a.fd, VDMABUF_SYNC_WRITE, 0, 6) < 0 ||
+	    /* UUIDs travel as text: other guests and the host import by it */
+	    vdmabuf_uuid_parse(vdmabuf_uuid_format(a.uuid, text), uuid) < 0 ||
+	    vdmabuf_import(dev, uuid, 0, 0, &b) < 0 ||
 	    (q = mmap(NULL, b.size, PROT_READ, MAP_SHARED, b.fd, 0)) == MAP_FAILED ||
 	    vdmabuf_sync_start(dev, b.fd, VDMABUF_SYNC_READ, 0, 6, 0) < 0)
 		return 1;
-	printf("read=%s\n", q);
+	printf("uuid=%s\nread=%s\n", text, q);
 	return vdmabuf_sync_end(dev, b.fd, VDMABUF_SYNC_READ, 0, 6) < 0 || strcmp(q, "hello");
 }

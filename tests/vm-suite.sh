@@ -269,7 +269,9 @@ for block in "${BLOCKS[@]}"; do
     "$REPO/qemu-scripts/mkinitramfs.sh" --kernel "$CUR_K" --out "$KLOG/initrd.gz" \
         --ko "$REPO/guest-driver/build/$CUR_K/virtio_dmabuf.ko" \
         --ko "$REPO/guest-driver/build/$CUR_K/tests/kimport/dmabuf_kimport.ko" \
-        --bin "$REPO/guest-driver/build/tools/dmabuf-guest" >"$KLOG/initrd.log" 2>&1 \
+        --bin "$REPO/guest-driver/build/tools/dmabuf-guest" \
+        --bin "$REPO/guest-driver/build/tools/vdmabuf-test" \
+        --bin "$REPO/guest-driver/build/tools/vdmabuf-example" >"$KLOG/initrd.log" 2>&1 \
         || { cat "$KLOG/initrd.log" >&2; die "mkinitramfs.sh failed"; }
     # Cases 13 and 14: mapped imports where the VMM gives the device a shared memory region
     # (vhost-user shared memory: QEMU 11.1 and newer; the daemon offers --shm-size 256M by

@@ -13,6 +13,7 @@
 #include <linux/virtio_dmabuf.h>
 
 #include "dmabuf-guest.h"
+#include "vdmabuf.h"
 
 static const struct gd_opt no_options[] = {
 	{ NULL, 0, 0, NULL, NULL, NULL },
@@ -20,14 +21,15 @@ static const struct gd_opt no_options[] = {
 
 int cmd_devinfo(struct gd *g, int argc, char **argv)
 {
-	struct virtio_dmabuf_ioc_device_info di;
+	struct vdmabuf_device_info di;
 	const struct gd_optset sets[] = { GD_OPTSET(no_options, NULL) };
-	int dev;
+	int dev, ret;
 
 	gd_parse(g, argc, argv, sets, GD_ARRAY_SIZE(sets));
 	dev = gd_open_dev(g);
-	if (ioctl(dev, VIRTIO_DMABUF_IOC_DEVICE_INFO, &di))
-		gd_fail(g, errno, "VIRTIO_DMABUF_IOC_DEVICE_INFO");
+	ret = vdmabuf_device_info(dev, &di);
+	if (ret)
+		gd_fail(g, -ret, "VIRTIO_DMABUF_IOC_DEVICE_INFO");
 	gd_out(g, "index=%u", di.index);
 	gd_out(g, "max_segments=%u", di.max_segments);
 	gd_out(g, "max_buffers=%u", di.max_buffers);
@@ -107,7 +109,11 @@ static const struct gd_opt shm_info_options[] = {
 	{ NULL, 0, 0, NULL, NULL, NULL },
 };
 
-/* VIRTIO_DMABUF_IOC_SHM_INFO: every field, the state and errnos by name */
+/*
+ * VIRTIO_DMABUF_IOC_SHM_INFO: every field, the state and errnos by name. The
+ * raw ioctl, not vdmabuf_shm_info(): this prints the uapi's reserved word
+ * too, which the library keeps to itself.
+ */
 int cmd_shm_info(struct gd *g, int argc, char **argv)
 {
 	struct virtio_dmabuf_ioc_shm_info si;

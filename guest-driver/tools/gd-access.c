@@ -11,12 +11,12 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <linux/virtio_dmabuf.h>
 
 #include "dmabuf-guest.h"
+#include "vdmabuf.h"
 
 /* a pattern mismatch: keys for the host's log, a TAP line */
 static bool check_bytes(struct gd *g, const struct gd_buf *b, uint64_t off,
@@ -248,14 +248,14 @@ static int touch_command(struct gd *g, struct gd_buf *b,
 /* INFO's state, polled without printing; 0 or a positive errno */
 static int info_state(const struct gd_buf *b, uint32_t *state)
 {
-	struct virtio_dmabuf_ioc_info info;
+	struct vdmabuf_info info;
+	int ret;
 
 	if (b->dev < 0)
 		return EBADF;
-	memset(&info, 0, sizeof(info));
-	info.fd = b->fd;
-	if (ioctl(b->dev, VIRTIO_DMABUF_IOC_INFO, &info))
-		return errno;
+	ret = vdmabuf_info(b->dev, b->fd, &info);
+	if (ret)
+		return -ret;
 	*state = info.state;
 	return 0;
 }

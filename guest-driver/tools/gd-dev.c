@@ -2,6 +2,8 @@
 /*
  * dmabuf-guest: the device and its buffers: ALLOC, IMPORT, INFO, the two
  * kinds of sync, mmap, and the options that select a buffer and its access.
+ * The device's ioctls go through libvdmabuf (lib/vdmabuf.h, linked in
+ * statically); its -errno results become the positive errnos used here.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,6 +20,7 @@
 #include <linux/virtio_dmabuf.h>	/* guest-driver/include/uapi */
 
 #include "dmabuf-guest.h"
+#include "vdmabuf.h"			/* guest-driver/lib */
 
 _Static_assert(sizeof(struct virtio_dmabuf_config) == 24, "config");
 _Static_assert(sizeof(struct virtio_dmabuf_req_hdr) == 8, "req_hdr");
@@ -171,64 +174,58 @@ const struct gd_opt gd_range_options[] = {
 
 int gd_open_dev(struct gd *g)
 {
-	int fd = open(g->dev_path, O_RDWR | O_CLOEXEC);
+	int fd = vdmabuf_open(g->dev_path);
 
 	if (fd < 0)
-		gd_fail(g, errno, "open %s", g->dev_path);
+		gd_fail(g, -fd, "open %s", g->dev_path);
 	return fd;
 }
 
-static void buf_finish(struct gd *g, struct gd_buf *b)
+/* a buffer of the library's result */
+static void buf_finish(struct gd *g, int dev, const struct vdmabuf_buffer *vb,
+		       struct gd_buf *b)
 {
-	off_t end = lseek(b->fd, 0, SEEK_END);
+	off_t end = lseek(vb->fd, 0, SEEK_END);
 
 	if (end < 0)
 		gd_fail(g, errno, "lseek dma-buf");
+	memset(b, 0, sizeof(*b));
+	b->dev = dev;
+	b->fd = vb->fd;
+	b->size = vb->size;
+	b->flags = vb->flags;
+	memcpy(b->uuid, vb->uuid, 16);
 	b->map_size = end;
 }
 
 void gd_alloc(struct gd *g, int dev, const struct gd_buf_opts *o,
 	      struct gd_buf *b)
 {
-	struct virtio_dmabuf_ioc_alloc a = {
-		.size = o->size,
-		.flags = o->share_flags,
-		.fd_flags = o->no_cloexec ? VIRTIO_DMABUF_FD_NO_CLOEXEC : 0,
-	};
+	struct vdmabuf_buffer vb;
+	int fd;
 
 	if (!o->have_size)
 		gd_usage("--size or --uuid is required");
-	if (ioctl(dev, VIRTIO_DMABUF_IOC_ALLOC, &a))
-		gd_fail(g, errno, "VIRTIO_DMABUF_IOC_ALLOC size %" PRIu64, o->size);
-	memset(b, 0, sizeof(*b));
-	b->dev = dev;
-	b->fd = a.fd;
-	b->size = a.size;
-	b->flags = VIRTIO_DMABUF_BUF_OWN;
-	memcpy(b->uuid, a.uuid, 16);
-	buf_finish(g, b);
+	fd = vdmabuf_alloc(dev, o->size, o->share_flags, 0,
+			   o->no_cloexec ? VIRTIO_DMABUF_FD_NO_CLOEXEC : 0, &vb);
+	if (fd < 0)
+		gd_fail(g, -fd, "VIRTIO_DMABUF_IOC_ALLOC size %" PRIu64, o->size);
+	buf_finish(g, dev, &vb, b);
 }
 
 void gd_import(struct gd *g, int dev, const uint8_t *uuid, bool no_cloexec,
 	       uint32_t import_flags, struct gd_buf *b)
 {
-	struct virtio_dmabuf_ioc_import im = {
-		.fd_flags = no_cloexec ? VIRTIO_DMABUF_FD_NO_CLOEXEC : 0,
-		.import_flags = import_flags,
-	};
+	struct vdmabuf_buffer vb;
 	char us[37];
+	int fd;
 
-	memcpy(im.uuid, uuid, 16);
-	if (ioctl(dev, VIRTIO_DMABUF_IOC_IMPORT, &im))
-		gd_fail(g, errno, "VIRTIO_DMABUF_IOC_IMPORT %s",
+	fd = vdmabuf_import(dev, uuid, import_flags,
+			    no_cloexec ? VIRTIO_DMABUF_FD_NO_CLOEXEC : 0, &vb);
+	if (fd < 0)
+		gd_fail(g, -fd, "VIRTIO_DMABUF_IOC_IMPORT %s",
 			gd_uuid_str(uuid, us));
-	memset(b, 0, sizeof(*b));
-	b->dev = dev;
-	b->fd = im.fd;
-	b->size = im.size;
-	b->flags = im.flags;
-	memcpy(b->uuid, im.uuid, 16);
-	buf_finish(g, b);
+	buf_finish(g, dev, &vb, b);
 }
 
 static void check_flag(struct gd *g, const char *op, const char *name,
@@ -314,15 +311,9 @@ bool gd_same_file(int fd1, int fd2)
 int gd_ranged_sync(int dev, int fd, uint32_t flags, uint64_t off, uint64_t len,
 		   uint32_t timeout_ms)
 {
-	struct virtio_dmabuf_ioc_sync s = {
-		.fd = fd,
-		.flags = flags,
-		.offset = off,
-		.len = len,
-		.timeout_ms = (flags & VIRTIO_DMABUF_IOC_SYNC_END) ? 0 : timeout_ms,
-	};
-
-	return ioctl(dev, VIRTIO_DMABUF_IOC_SYNC, &s) ? errno : 0;
+	/* the flags as they are: raw-sync tests the driver's checks of them */
+	return -vdmabuf_sync(dev, fd, flags, off, len,
+			     (flags & VIRTIO_DMABUF_IOC_SYNC_END) ? 0 : timeout_ms);
 }
 
 int gd_dmabuf_sync(int fd, uint64_t flags)
@@ -374,15 +365,15 @@ void gd_access_or_fail(struct gd *g, const struct gd_access_opts *a,
 
 int gd_print_info(struct gd *g, struct gd_buf *b, uint32_t *state)
 {
-	struct virtio_dmabuf_ioc_info info;
+	struct vdmabuf_info info;
 	char us[37];
+	int ret;
 
 	if (b->dev < 0)
 		return EBADF;
-	memset(&info, 0, sizeof(info));
-	info.fd = b->fd;
-	if (ioctl(b->dev, VIRTIO_DMABUF_IOC_INFO, &info))
-		return errno;
+	ret = vdmabuf_info(b->dev, b->fd, &info);
+	if (ret)
+		return -ret;
 	gd_out(g, "info_kind=%s", info.kind == VIRTIO_DMABUF_KIND_OWN ? "own" :
 		  info.kind == VIRTIO_DMABUF_KIND_IMPORTED ? "imported" : "?");
 	gd_out(g, "info_size=%llu", (unsigned long long)info.size);

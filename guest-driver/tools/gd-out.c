@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "dmabuf-guest.h"
+#include "vdmabuf.h"
 
 static const struct {
 	int err;
@@ -184,38 +185,13 @@ uint64_t gd_parse_u64(const char *s, const char *what)
 
 void gd_parse_uuid(const char *s, uint8_t *uuid)
 {
-	int n = 0;
-
-	for (; *s && n < 32; s++) {
-		int v;
-
-		if (*s == '-')
-			continue;
-		if (*s >= '0' && *s <= '9')
-			v = *s - '0';
-		else if (*s >= 'a' && *s <= 'f')
-			v = *s - 'a' + 10;
-		else if (*s >= 'A' && *s <= 'F')
-			v = *s - 'A' + 10;
-		else
-			gd_usage("bad --uuid");
-		if (n % 2 == 0)
-			uuid[n / 2] = v << 4;
-		else
-			uuid[n / 2] |= v;
-		n++;
-	}
-	if (n != 32 || *s)
+	if (vdmabuf_uuid_parse(s, uuid))
 		gd_usage("bad --uuid");
 }
 
 const char *gd_uuid_str(const uint8_t *u, char *buf)
 {
-	snprintf(buf, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
-		 u[10], u[11], u[12], u[13], u[14], u[15]);
-	return buf;
+	return vdmabuf_uuid_format(u, buf);
 }
 
 uint64_t gd_now_ns(void)

@@ -79,7 +79,7 @@ case_1() {
     fi
     go "$s" 12
     tap_check "$s" 1
-    done_case "guest-filled $C1_SIZE B buffer (owner vm1): guest fnv1a64 $g = host read via socket = via memfd = host's pattern reference"
+    done_case "guest-filled $C1_SIZE B buffer (owner vm1): guest fnv1a64 $g = host read via socket = via memfd = host's pattern reference; libvdmabuf in the guest: vdmabuf-test --device checks=$(val "$s" c1l.checks), the README example read back '$(val "$s" c1x.read)'"
 }
 
 # 2: a host memfd imported, verified and written by the guest; the guest's read throughput

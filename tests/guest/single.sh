@@ -18,13 +18,21 @@ insmod "$KO/dmabuf_kimport.ko" || { say "boot.error=insmod dmabuf_kimport.ko fai
 say "boot.kernel=$(uname -r)"
 say "boot.ready=1"
 
-# 1. a guest buffer, filled by the guest, read by the host
+# 1. a guest buffer, filled by the guest, read by the host; then libvdmabuf (guest-driver/lib)
+#    against the real driver: its test (26 checks without a device, 38 with it, and its
+#    exit status) and the README's example (its exit status and what it printed)
 if want 1; then
-    tap_plan 1 3
+    tap_plan 1 71
     go 11
     hold_start h1 c1 alloc --size "$C1_SIZE" --fill 21 --expect-size "$C1_SIZE"
     go 12
     hold_quit h1 c1q
+    expect_rc c1l 0 vdmabuf-test --device
+    expect_rc c1x 0 vdmabuf-example
+    check "[c1x] the example read back what it wrote" "$(sed -n 's/^read=//p' /tmp/rc.c1x)" hello
+    _u=$(sed -n 's/^uuid=//p' /tmp/rc.c1x)
+    check "[c1x] the example printed a UUID as 8-4-4-4-12 hex" \
+        "$(echo "$_u" | grep -cx '[0-9a-f]\{8\}-[0-9a-f]\{4\}-[0-9a-f]\{4\}-[0-9a-f]\{4\}-[0-9a-f]\{12\}')" 1
     tap_done 1
 fi
 

@@ -69,9 +69,10 @@ static long vdmabuf_ioctl_alloc(struct vdmabuf_device *dev,
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
-	if (arg.fd_flags & ~VIRTIO_DMABUF_FD_MASK || arg.alloc_flags)
+	if (arg.fd_flags & ~VIRTIO_DMABUF_FD_MASK)
 		return -EINVAL;
-	ret = vdmabuf_buffer_alloc(dev, arg.size, arg.flags, &dmabuf, arg.uuid);
+	ret = vdmabuf_buffer_alloc(dev, arg.size, arg.flags, arg.alloc_flags,
+				   &dmabuf, arg.uuid);
 	if (ret)
 		return ret;
 	return vdmabuf_publish(dmabuf, arg.fd_flags, uarg, &arg, sizeof(arg),

@@ -13,8 +13,14 @@
 #include <linux/bug.h>
 #include <linux/dma-buf.h>
 #include <linux/fs.h>
+#include <linux/gfp.h>
 #include <linux/iosys-map.h>
+#include <linux/memory_hotplug.h>
 #include <linux/mm.h>
+#include <linux/mmzone.h>
+#include <linux/nodemask.h>
+#include <linux/pageblock-flags.h>
+#include <linux/sched/signal.h>
 #include <linux/module.h>
 #include <linux/version.h>
 #include <linux/virtio.h>
@@ -143,5 +149,102 @@ static inline void vdmabuf_dma_buf_vunmap(struct dma_buf *dmabuf,
 	dma_buf_vunmap(dmabuf, map);
 #endif
 }
+
+/*
+ * The largest order the buddy allocator hands out. 6.8 renamed it
+ * MAX_PAGE_ORDER; 6.4 made MAX_ORDER inclusive (before, the largest order
+ * was MAX_ORDER - 1).
+ */
+#if VDMABUF_KERNEL_SINCE(6, 8)
+#define VDMABUF_MAX_PAGE_ORDER	MAX_PAGE_ORDER
+#elif VDMABUF_KERNEL_SINCE(6, 4)
+#define VDMABUF_MAX_PAGE_ORDER	MAX_ORDER
+#else
+#define VDMABUF_MAX_PAGE_ORDER	(MAX_ORDER - 1)
+#endif
+
+/*
+ * @nr physically contiguous pages beyond what the buddy allocator can hand
+ * out (CONFIG_CONTIG_ALLOC: free pages are taken and movable ones migrated
+ * away, as for gigantic huge pages), each page with its own reference (free
+ * them with put_page() or free_contig_range()), not zeroed; NULL if no such
+ * run can be made free. May sleep; gives up early on a fatal signal.
+ *
+ * 7.2: alloc_contig_pages() is exported (verified in Debian's 7.2 and 7.3;
+ * 6.12 does not export it; the releases in between were not checked). It
+ * accepts only reclaim and a few action modifiers in @gfp.
+ *
+ * Before: alloc_contig_range(), exported since it was added (virtio-mem uses
+ * it), on the kind of range alloc_contig_pages() itself tries: online pages
+ * of one zone, none reserved or a huge page; here at every pageblock (since
+ * 5.19 alloc_contig_range() takes ranges at pageblock granularity), where
+ * alloc_contig_pages() only tries @nr-aligned runs. 6.16 turned its
+ * migratetype argument (MIGRATE_MOVABLE for ordinary requests) into
+ * acr_flags_t (ACR_FLAGS_NONE).
+ */
+#if VDMABUF_KERNEL_SINCE(7, 2)
+static inline struct page *vdmabuf_alloc_contig_pages(unsigned long nr,
+						      gfp_t gfp)
+{
+	return alloc_contig_pages(nr, gfp, numa_node_id(), NULL);
+}
+#else
+static inline int vdmabuf_alloc_contig_range(unsigned long start,
+					     unsigned long end, gfp_t gfp)
+{
+#if VDMABUF_KERNEL_SINCE(6, 16)
+	return alloc_contig_range(start, end, ACR_FLAGS_NONE, gfp);
+#else
+	return alloc_contig_range(start, end, MIGRATE_MOVABLE, gfp);
+#endif
+}
+
+/* May [@start, +@nr) be handed to alloc_contig_range()? */
+static inline bool vdmabuf_contig_range_ok(struct zone *zone,
+					   unsigned long start,
+					   unsigned long nr)
+{
+	unsigned long pfn;
+	struct page *page;
+
+	for (pfn = start; pfn < start + nr; pfn++) {
+		page = pfn_to_online_page(pfn);
+		if (!page || page_zone(page) != zone || PageReserved(page) ||
+		    PageHuge(page))
+			return false;
+	}
+	return true;
+}
+
+static inline struct page *vdmabuf_alloc_contig_pages(unsigned long nr,
+						      gfp_t gfp)
+{
+	unsigned long start;
+	struct zone *zone;
+	int nid, z;
+
+	for_each_online_node(nid) {
+		for (z = MAX_NR_ZONES - 1; z >= 0; z--) {
+			zone = &NODE_DATA(nid)->node_zones[z];
+			if (!populated_zone(zone) || zone_is_zone_device(zone))
+				continue;
+			start = ALIGN(zone->zone_start_pfn, pageblock_nr_pages);
+			for (; start + nr <= zone_end_pfn(zone);
+			     start += pageblock_nr_pages) {
+				if (fatal_signal_pending(current))
+					return NULL;
+				if (!vdmabuf_contig_range_ok(zone, start, nr))
+					continue;
+				if (!vdmabuf_alloc_contig_range(start,
+								start + nr,
+								gfp))
+					return pfn_to_page(start);
+				cond_resched();
+			}
+		}
+	}
+	return NULL;
+}
+#endif
 
 #endif /* _VIRTIO_DMABUF_COMPAT_H */

@@ -548,12 +548,14 @@ struct vdmabuf_buffer *vdmabuf_buffer_from_dmabuf(struct dma_buf *dmabuf)
 /* ------------------------------------------------------------------ */
 
 /*
- * A new buffer of @size bytes; with the pages backing, its zeroed pages (a
- * mapped import gets its range later, from MAP).
+ * A new buffer of @size bytes; with the pages backing, its zeroed pages, one
+ * physically contiguous run if @alloc_flags has VIRTIO_DMABUF_ALLOC_CONTIGUOUS
+ * (a mapped import gets its range later, from MAP).
  */
 static struct vdmabuf_buffer *
 vdmabuf_buffer_new(struct vdmabuf_device *dev, enum vdmabuf_kind kind,
-		   u64 size, const struct vdmabuf_backing *backing)
+		   u64 size, const struct vdmabuf_backing *backing,
+		   u32 alloc_flags)
 {
 	u64 nr_pages = DIV_ROUND_UP_ULL(size, PAGE_SIZE);
 	struct vdmabuf_buffer *buf;
@@ -582,7 +584,8 @@ vdmabuf_buffer_new(struct vdmabuf_device *dev, enum vdmabuf_kind kind,
 	if (backing != &vdmabuf_pages_backing)
 		return buf;
 
-	buf->mem = vdmabuf_pages_alloc(nr_pages);
+	buf->mem = vdmabuf_pages_alloc(nr_pages, alloc_flags &
+				       VIRTIO_DMABUF_ALLOC_CONTIGUOUS);
 	if (IS_ERR(buf->mem)) {
 		ret = PTR_ERR(buf->mem);
 		buf->mem = NULL;
@@ -609,23 +612,26 @@ static int vdmabuf_buffer_export(struct vdmabuf_buffer *buf, int oflags)
 }
 
 /*
- * ALLOC: allocate zeroed pages, register them with CREATE and export them.
- * On success *dmabufp holds the only reference to the new dma-buf.
+ * ALLOC: allocate zeroed pages (@alloc_flags: VIRTIO_DMABUF_ALLOC_*), register
+ * them with CREATE and export them. On success *dmabufp holds the only
+ * reference to the new dma-buf.
  */
 int vdmabuf_buffer_alloc(struct vdmabuf_device *dev, u64 size, u32 flags,
-			 struct dma_buf **dmabufp, u8 *uuid)
+			 u32 alloc_flags, struct dma_buf **dmabufp, u8 *uuid)
 {
 	struct vdmabuf_buffer *buf;
 	int ret;
 
-	if (!size || flags & ~VIRTIO_DMABUF_BUF_CREATE_MASK)
+	if (!size || flags & ~VIRTIO_DMABUF_BUF_CREATE_MASK ||
+	    alloc_flags & ~VIRTIO_DMABUF_ALLOC_MASK)
 		return -EINVAL;
 	if (vdmabuf_device_gone(dev))
 		return -ENODEV;
 	if (size > dev->max_bytes)
 		return -EDQUOT;
 
-	buf = vdmabuf_buffer_new(dev, VDMABUF_OWN, size, &vdmabuf_pages_backing);
+	buf = vdmabuf_buffer_new(dev, VDMABUF_OWN, size, &vdmabuf_pages_backing,
+				 alloc_flags);
 	if (IS_ERR(buf))
 		return PTR_ERR(buf);
 	buf->flags = VIRTIO_DMABUF_BUF_OWN;
@@ -704,7 +710,7 @@ static struct vdmabuf_buffer *vdmabuf_import_mapped(struct vdmabuf_device *dev,
 	int ret;
 
 	buf = vdmabuf_buffer_new(dev, VDMABUF_IMPORTED, size,
-				 &vdmabuf_shm_backing);
+				 &vdmabuf_shm_backing, 0);
 	if (IS_ERR(buf))
 		return buf;
 	memcpy(buf->uuid, uuid, VIRTIO_DMABUF_UUID_SIZE);
@@ -744,7 +750,7 @@ static struct vdmabuf_buffer *vdmabuf_import_copy(struct vdmabuf_device *dev,
 	int ret;
 
 	buf = vdmabuf_buffer_new(dev, VDMABUF_IMPORTED, size,
-				 &vdmabuf_pages_backing);
+				 &vdmabuf_pages_backing, 0);
 	if (IS_ERR(buf))
 		return buf;
 	memcpy(buf->uuid, uuid, VIRTIO_DMABUF_UUID_SIZE);

@@ -277,7 +277,7 @@ int vdmabuf_shm_sg_table(const struct vdmabuf_shm *shm, u64 offset, u64 len,
 
 /* virtio_dmabuf_pages.c: buffer memory */
 void vdmabuf_pages_debugfs_init(struct dentry *dir);
-struct vdmabuf_pages *vdmabuf_pages_alloc(unsigned long nr);
+struct vdmabuf_pages *vdmabuf_pages_alloc(unsigned long nr, bool contiguous);
 struct vdmabuf_pages *vdmabuf_pages_get(struct vdmabuf_pages *mem);
 void vdmabuf_pages_put(struct vdmabuf_pages *mem);
 struct virtio_dmabuf_seg *vdmabuf_pages_segs(const struct vdmabuf_pages *mem,
@@ -324,7 +324,7 @@ void vdmabuf_request_late_answer(struct vdmabuf_device *dev,
 
 /* virtio_dmabuf_exporter.c: buffers as dma-bufs */
 int vdmabuf_buffer_alloc(struct vdmabuf_device *dev, u64 size, u32 flags,
-			 struct dma_buf **dmabufp, u8 *uuid);
+			 u32 alloc_flags, struct dma_buf **dmabufp, u8 *uuid);
 int vdmabuf_buffer_import(struct vdmabuf_device *dev, const u8 *uuid,
 			  u32 import_flags, struct dma_buf **dmabufp);
 struct vdmabuf_buffer *vdmabuf_buffer_from_dmabuf(struct dma_buf *dmabuf);

@@ -13,17 +13,21 @@
  *       physically adjacent (one segment per page), and segment lists in
  *       vmalloc memory whose pages are not adjacent either
  *
- * They apply to buffers allocated afterwards, on every device instance.
+ * They apply to buffers allocated afterwards, on every device instance, but
+ * not to contiguous buffers (VIRTIO_DMABUF_ALLOC_CONTIGUOUS), which are one
+ * run of pages and so one segment whatever the knobs say.
  */
 
 #include <linux/debugfs.h>
 #include <linux/gfp.h>
+#include <linux/highmem.h>
 #include <linux/mm.h>
 #include <linux/overflow.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 
+#include "virtio_dmabuf_compat.h"
 #include "virtio_dmabuf_internal.h"
 
 /* Largest chunk tried when allocating buffer pages (9: 2 MiB, 4 KiB pages). */
@@ -163,8 +167,49 @@ static int vdmabuf_fill_pages(struct vdmabuf_pages *mem)
 	return 0;
 }
 
-/* @nr zeroed pages with one reference, or an ERR_PTR(). */
-struct vdmabuf_pages *vdmabuf_pages_alloc(unsigned long nr)
+/*
+ * VIRTIO_DMABUF_ALLOC_CONTIGUOUS: one physically contiguous run of zeroed
+ * pages, each with its own reference like the split chunks above. From the
+ * buddy allocator when the run fits into one of its blocks (up to 4 MiB on
+ * x86), with reclaim and compaction; beyond that, or when that fails, from
+ * the contiguous range allocator, which also migrates movable pages out of
+ * the way (CONFIG_CONTIG_ALLOC). No CMA area is needed (Debian's kernels
+ * reserve none). -ENOMEM if the guest has no such run, nothing kept.
+ */
+static int vdmabuf_fill_contig(struct vdmabuf_pages *mem)
+{
+	const gfp_t gfp = GFP_KERNEL | __GFP_NOWARN;
+	struct page *page = NULL;
+	unsigned long pfn, i;
+	void *addr;
+
+	if (mem->nr <= (1UL << VDMABUF_MAX_PAGE_ORDER)) {
+		addr = alloc_pages_exact(mem->nr << PAGE_SHIFT,
+					 gfp | __GFP_ZERO | __GFP_RETRY_MAYFAIL);
+		if (addr)
+			page = virt_to_page(addr);
+	}
+	if (!page) {
+		page = vdmabuf_alloc_contig_pages(mem->nr, gfp);
+		if (!page)
+			return fatal_signal_pending(current) ? -EINTR : -ENOMEM;
+		for (i = 0; i < mem->nr; i++) {
+			clear_highpage(pfn_to_page(page_to_pfn(page) + i));
+			if (!(i % 512))
+				cond_resched();
+		}
+	}
+	pfn = page_to_pfn(page);
+	for (i = 0; i < mem->nr; i++)
+		mem->pages[i] = pfn_to_page(pfn + i);
+	return 0;
+}
+
+/*
+ * @nr zeroed pages with one reference, or an ERR_PTR(); @contiguous: one
+ * physically contiguous run (the debugfs knobs do not apply).
+ */
+struct vdmabuf_pages *vdmabuf_pages_alloc(unsigned long nr, bool contiguous)
 {
 	struct vdmabuf_pages *mem;
 	int ret;
@@ -175,7 +220,7 @@ struct vdmabuf_pages *vdmabuf_pages_alloc(unsigned long nr)
 	kref_init(&mem->ref);
 	INIT_LIST_HEAD(&mem->node);
 	mem->nr = nr;
-	ret = vdmabuf_fill_pages(mem);
+	ret = contiguous ? vdmabuf_fill_contig(mem) : vdmabuf_fill_pages(mem);
 	if (ret) {
 		vdmabuf_pages_put(mem);	/* frees what was allocated */
 		return ERR_PTR(ret);

@@ -161,6 +161,7 @@ struct gd_buf_opts {
 	uint64_t size;
 	bool have_size;
 	uint32_t share_flags;	/* --read-only, --host-only */
+	uint32_t alloc_flags;	/* --contiguous */
 	bool no_cloexec;
 	/*
 	 * --no-map, or DMABUF_GUEST_NO_MAP=1 in the environment: IMPORT with

@@ -72,6 +72,12 @@ static void set_host_only(void *field, const char *arg)
 	*(uint32_t *)field |= VIRTIO_DMABUF_BUF_HOST_ONLY;
 }
 
+static void set_contiguous(void *field, const char *arg)
+{
+	(void)arg;
+	*(uint32_t *)field |= VIRTIO_DMABUF_ALLOC_CONTIGUOUS;
+}
+
 static void set_01(void *field, const char *arg)
 {
 	if (strcmp(arg, "0") && strcmp(arg, "1"))
@@ -89,6 +95,9 @@ const struct gd_opt gd_buf_options[] = {
 	  "allocate READ_ONLY for importers", set_read_only },
 	{ "host-only", GD_OPT_FN, BO(share_flags), NULL,
 	  "allocate HOST_ONLY (not importable by VMs)", set_host_only },
+	{ "contiguous", GD_OPT_FN, BO(alloc_flags), NULL,
+	  "allocate one physically contiguous run (VIRTIO_DMABUF_ALLOC_CONTIGUOUS)",
+	  set_contiguous },
 	{ "no-cloexec", GD_OPT_FLAG, BO(no_cloexec), NULL,
 	  "VIRTIO_DMABUF_FD_NO_CLOEXEC", NULL },
 	{ "no-map", GD_OPT_FLAG, BO(no_map), NULL,
@@ -206,10 +215,11 @@ void gd_alloc(struct gd *g, int dev, const struct gd_buf_opts *o,
 
 	if (!o->have_size)
 		gd_usage("--size or --uuid is required");
-	fd = vdmabuf_alloc(dev, o->size, o->share_flags, 0,
+	fd = vdmabuf_alloc(dev, o->size, o->share_flags, o->alloc_flags,
 			   o->no_cloexec ? VIRTIO_DMABUF_FD_NO_CLOEXEC : 0, &vb);
 	if (fd < 0)
 		gd_fail(g, -fd, "VIRTIO_DMABUF_IOC_ALLOC size %" PRIu64, o->size);
+	gd_out(g, "alloc_flags=0x%x", o->alloc_flags);
 	buf_finish(g, dev, &vb, b);
 }
 

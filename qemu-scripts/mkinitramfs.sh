@@ -41,6 +41,9 @@ Options:
   --init-script FILE    guest command script baked in as /etc/dmabuf/cmd.sh
   --kmod NAME           extra in-tree module of the Debian kernel, with dependencies,
                         loaded at boot (repeatable; e.g. udmabuf on 6.12)
+  --kmod-noload NAME    the same, but not loaded at boot: /lib/modules/NAME.order lists
+                        its files, dependencies first, for the guest's script to insmod
+                        (with module parameters: e.g. vivid allocators=1) (repeatable)
   --print-kernel        also print the fetch-kernel.sh lines (KVER=..., VMLINUZ=...) on stdout
   --help                this text
 EOF
@@ -55,6 +58,7 @@ KOS=()
 BINS=()
 FILES=()
 KMODS=()
+KMODS_NOLOAD=()
 INIT_SCRIPT=""
 PRINT_KERNEL=0
 while (($#)); do
@@ -68,6 +72,7 @@ while (($#)); do
             [[ "${2:-}" == ?*:/?* ]] || die "--file needs SRC:/absolute/destination"
             FILES+=("$2"); shift ;;
         --kmod) KMODS+=("${2:?--kmod needs a module name}"); shift ;;
+        --kmod-noload) KMODS_NOLOAD+=("${2:?--kmod-noload needs a module name}"); shift ;;
         --init-script) INIT_SCRIPT="${2:?--init-script needs a file}"; shift ;;
         --print-kernel) PRINT_KERNEL=1 ;;
         *) usage >&2; die "unknown argument: $1" ;;
@@ -355,6 +360,16 @@ if ((${#ORDER[@]})); then
     write_order "$ST/lib/modules/kmods.order" "${ORDER[@]}"
     have_extras=1
 fi
+
+for m in "${KMODS_NOLOAD[@]}"; do
+    SEEN=(); ORDER=()
+    add_module "$(mod_name "$m")"
+    if ((${#ORDER[@]})); then
+        copy_modules "$ST" "${ORDER[@]}"
+        write_order "$ST/lib/modules/$(mod_name "$m").order" "${ORDER[@]}"
+        have_extras=1
+    fi
+done
 
 # The shared libraries a dynamically linked program needs, from this host.
 copy_libs() { # program

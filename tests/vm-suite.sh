@@ -45,8 +45,13 @@ under one QEMU:
                        where the host cannot make a dma-buf); the vm-bench line
  14 zero-copy-vm-to-vm VM1 maps VM2's buffer in place, data both ways; VM2 powers off: VM1's
                        mmap SIGBUS, SYNC ENODEV, INFO REVOKED (copies under 10.2.2)
+ 15 v4l2-import        the largest contiguous ALLOC of the fresh guest (at least 8 MiB,
+                       ENOMEM beyond, nothing kept); vivid captures a fixed 1920x1080 frame
+                       into our dma-bufs, allocators=0 (vb2-vmalloc) and allocators=1
+                       (vb2-dma-contig: contiguous buffers), a guest buffer and an imported
+                       host buffer, each = vivid's own reference frame; the host reads them
 Cases 1-12 import copies (DMABUF_GUEST_NO_MAP=1 in their guest scripts; each boot asserts
-that no import of theirs was mapped); 13 and 14 ask for mapped imports.
+that no import of theirs was mapped); 13, 14 and 15 ask for mapped imports.
   (0: per boot, the guest booted, exited cleanly, kernel log clean; per kernel, the daemon
    shut down cleanly)
 What the guest can decide it checks itself (dmabuf-guest's TAP lines, counted per case
@@ -60,7 +65,7 @@ Each block starts with "vm-suite: qemu: <path> (QEMU emulator version ...)".
 Options:
   --kernel SERIES   only these guest kernels (repeatable or comma-separated)
   --qemu KIND       only under these QEMUs: stock, patched (default with --kernel: stock)
-  --case N          only case N, 1-14 or 16 (repeatable or comma-separated; default: all)
+  --case N          only case N, 1-16 (repeatable or comma-separated; default: all)
   --keep-logs       keep the log directory also when everything passed
   --help            this text
 
@@ -114,7 +119,7 @@ while (($#)); do
     esac
     shift
 done
-((${#SEL[@]})) || SEL=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 16)
+((${#SEL[@]})) || SEL=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 for k in "${KERNELS[@]}"; do
     [[ " ${ALL_KERNELS[*]} " == *" $k "* ]] || { echo "vm-suite: --kernel must be one of ${ALL_KERNELS[*]}, not '$k'" >&2; exit 2; }
 done
@@ -126,7 +131,7 @@ if [[ -n "${QEMU:-}" ]] && ((${#QEMUS[@]})); then
     echo "vm-suite: --qemu and \$QEMU exclude each other (\$QEMU=$QEMU)" >&2; exit 2
 fi
 for c in "${SEL[@]}"; do
-    [[ "$c" =~ ^([1-9]|1[0-46])$ ]] || { echo "vm-suite: --case must be 1-14 or 16, not '$c'" >&2; exit 2; }
+    [[ "$c" =~ ^([1-9]|1[0-6])$ ]] || { echo "vm-suite: --case must be 1-16, not '$c'" >&2; exit 2; }
 done
 want() { local c; for c in "${SEL[@]}"; do [[ "$c" == "$1" ]] && return 0; done; return 1; }
 
@@ -146,6 +151,8 @@ C13_HOLD_S=4 C13_OFF=12345 C13_LEN=300000
 C13_BENCH_SIZE=16777216        # vm-bench: a 16 MiB host buffer (H13B; under TCG a START/END
                                # round trip costs what reading 1 MiB does)
 C14_SIZE=2097229 C14_MAPLEN=2101248 C14_OFF=65536 C14_LEN=100000 C14_OFF2=1000000 C14_LEN2=70000
+C15_FRAME=8294400              # a 1920x1080 XR24 frame: 2025 pages, more than the buddy
+                               # allocator's largest block (4 MiB); a page multiple (mappable)
 
 T_START=$EPOCHREALTIME
 LOGDIR="$(mktemp -d /tmp/vm-suite.XXXXXX)"
@@ -235,6 +242,12 @@ say "daemon: $DAEMON; blocks (qemu kernel cases): $(printf '[%s] ' "${BLOCKS[@]}
 make -s -C "$REPO/guest-driver" tools >"$LOGDIR/tools.log" 2>&1 \
     || { cat "$LOGDIR/tools.log" >&2; die "make -C guest-driver tools failed"; }
 if grep -q 'warning:' "$LOGDIR/tools.log"; then cat "$LOGDIR/tools.log" >&2; die "dmabuf-guest has warnings"; fi
+# case 15's V4L2 importer (static, like dmabuf-guest)
+mkdir -p "$LOGDIR/bin"
+gcc -static -O2 -Wall -Wextra -I"$REPO/guest-driver/include/uapi" -o "$LOGDIR/bin/v4l2-capture" \
+    "$HERE/guest/v4l2-capture.c" >"$LOGDIR/v4l2-capture.log" 2>&1 \
+    || { cat "$LOGDIR/v4l2-capture.log" >&2; die "building tests/guest/v4l2-capture.c failed"; }
+if grep -q 'warning:' "$LOGDIR/v4l2-capture.log"; then cat "$LOGDIR/v4l2-capture.log" >&2; die "v4l2-capture has warnings"; fi
 
 ALL_SEL=("${SEL[@]}")
 for block in "${BLOCKS[@]}"; do
@@ -271,7 +284,8 @@ for block in "${BLOCKS[@]}"; do
         --ko "$REPO/guest-driver/build/$CUR_K/tests/kimport/dmabuf_kimport.ko" \
         --bin "$REPO/guest-driver/build/tools/dmabuf-guest" \
         --bin "$REPO/guest-driver/build/tools/vdmabuf-test" \
-        --bin "$REPO/guest-driver/build/tools/vdmabuf-example" >"$KLOG/initrd.log" 2>&1 \
+        --bin "$REPO/guest-driver/build/tools/vdmabuf-example" --bin "$LOGDIR/bin/v4l2-capture" \
+        --kmod-noload vivid >"$KLOG/initrd.log" 2>&1 \
         || { cat "$KLOG/initrd.log" >&2; die "mkinitramfs.sh failed"; }
     # Cases 13 and 14: mapped imports where the VMM gives the device a shared memory region
     # (vhost-user shared memory: QEMU 11.1 and newer; the daemon offers --shm-size 256M by
@@ -286,7 +300,7 @@ for block in "${BLOCKS[@]}"; do
     SHM_STATE=NO_REGION
     ((MAPPED)) && SHM_STATE=ACTIVE
     daemon_start
-    if want 1 || want 2 || want 3 || want 4 || want 5 || want 6 || want 7 || want 9 || want 11 || want 13; then
+    if want 1 || want 2 || want 3 || want 4 || want 5 || want 6 || want 7 || want 9 || want 11 || want 13 || want 15; then
         run_single
     fi
     if want 8 || want 9 || want 12 || want 14; then

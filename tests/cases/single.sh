@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 #
-# The single-VM boot of tests/vm-suite.sh (sourced): cases 1-7, 9a, 11 and 13, guest side
+# The single-VM boot of tests/vm-suite.sh (sourced): cases 15, 1-7, 9a, 11 and 13, guest side
 # tests/guest/single.sh. What the guest can decide it checks itself (TAP, counted by
 # tap_check); the host checks what needs both sides: the bytes it reads vs the guest's
 # checksums and vs its own pattern code, its list, owners, wake-ups and timings.
@@ -8,6 +8,7 @@
 # The host buffers of the boot (shared before it, their UUIDs and checksums passed in)
 S_H2="" S_H3="" S_H4="" S_H5="" S_H2_FNV="" S_H5_FNV=""
 S_H13="" S_H13K="" S_H13R="" S_H13B="" S_H13_FNV="" S_H13K_FNV=""
+S_H15A="" S_H15B=""
 
 run_single() {
     local s=s1 mb="" big=0 mem=()
@@ -26,6 +27,10 @@ run_single() {
         S_H13_FNV="$(crc "$S_H13" 0 "$C13_SIZE")"
         S_H13K_FNV="$(crc "$S_H13K" 0 "$C13K_SIZE")"
     fi
+    if want 15; then
+        S_H15A="$(share "$C15_FRAME" 151)"
+        S_H15B="$(share "$C15_FRAME" 152)"
+    fi
     MBOX[$s]=$mb
     # case 11's 1 GiB and 512 MiB buffers: on one block per run, in 2 GiB of guest RAM
     if want 11 && [[ -z "$BIG_DONE" ]]; then
@@ -34,15 +39,16 @@ run_single() {
     guest_script "$KLOG/$s.sh" single.sh "MBOX=$mb" "H2=$S_H2" "H3=$S_H3" "H4=$S_H4" "H5=$S_H5" \
         "H2_FNV=$S_H2_FNV" "H5_FNV=$S_H5_FNV" "BIG=$big" \
         "H13=$S_H13" "H13K=$S_H13K" "H13R=$S_H13R" "H13B=$S_H13B" "H13_FNV=$S_H13_FNV" \
-        "H13K_FNV=$S_H13K_FNV"
+        "H13K_FNV=$S_H13K_FNV" "H15A=$S_H15A" "H15B=$S_H15B"
     vm_start "$s" "$SOCKDIR/vm1.sock" "$KLOG/$s.sh" 900 "${mem[@]}"
     if ! vm_booted "$s"; then
         local c=""
-        for c in 1 2 3 4 5 6 7 9 11 13; do want "$c" && fail_now "$c" "(single-VM boot)" "guest did not boot: $WHY"; done
+        for c in 15 1 2 3 4 5 6 7 9 11 13; do want "$c" && fail_now "$c" "(single-VM boot)" "guest did not boot: $WHY"; done
         vm_wait "$s" 10
         boot_result boot-single "$s"
         return
     fi
+    want 15 && case_15 "$s" "${mem[1]:-512M}"
     want 1 && case_1 "$s"
     want 2 && case_2 "$s"
     want 3 && case_3 "$s"
@@ -58,6 +64,40 @@ run_single() {
     fi
     vm_wait "$s" 60
     boot_result boot-single "$s"
+}
+
+# 15: contiguous buffers and a real V4L2 importer (guest/single.sh): the largest contiguous
+#     ALLOC of the fresh guest; vivid captures its reference frame into its own buffers and
+#     into our dma-bufs (allocators=0: a guest buffer, the import of H15A; allocators=1: a
+#     scattered buffer refused, a contiguous one and the mapped import of H15B). The host
+#     reads H15A, H15B and the contiguous buffer (one segment) against the guest's reference.
+case_15() {
+    local s=$1 mem=$2 ref="" u="" a="" b="" c="" how=""
+    begin 15 v4l2-import
+    go "$s" 151
+    if need "$s" m15j.done 900; then
+        ref="$(val "$s" m15c.fnv1a64)"
+        [[ -n "$ref" ]] || bad "no reference frame from the guest (m15c)"
+        a="$(crc "$S_H15A" 0 "$C15_FRAME")"
+        eq "host read of H15A after vivid (allocators=0, vb2-vmalloc) captured into its import vs vivid's reference frame" "$a" "$ref"
+        u="$(val "$s" m15i.uuid)"
+        c="$(crc "$u" 0 "$C15_FRAME")"
+        eq "host read of the contiguous guest buffer vivid (allocators=1, vb2-dma-contig) captured into vs the reference" "$c" "$ref"
+        eq "segments of the contiguous guest buffer (dmabufctl info)" "$(info_field "$u" segments)" 1
+        eq "guest's checksum of that buffer vs the host's read" "$(val "$s" m15i.fnv1a64)" "$c"
+        if ((MAPPED)); then
+            b="$(crc "$S_H15B" 0 "$C15_FRAME")"
+            eq "host read of H15B after vivid (allocators=1) captured into its mapped import vs the reference" "$b" "$ref"
+            eq "the import of H15B was mapped in place" "$(val "$s" m15j.mapped)" 1
+            how="the mapped import of H15B"
+        else
+            how="H15B left out (imports are copies here, not one run)"
+        fi
+    fi
+    go "$s" 152
+    need "$s" m15l.rc 120 || true
+    tap_check "$s" 15
+    done_case "largest contiguous ALLOC on the fresh guest: $(val "$s" m15a.largest_mib) MiB (next try $(val "$s" m15a.first_fail_mib) MiB: ENOMEM; $(val "$s" m15a.tries) tries; $mem guest, MemTotal $(val "$s" m15a.mem_total_kb) kB; MemFree after vs before: $(val "$s" m15a.memfree_lost_kb) kB less); vivid ($(val "$s" m15c.format)) reference frame fnv1a64 $ref in its own buffers; allocators=0: a guest buffer and the import of H15A ($( [[ "$(val "$s" m15e.mapped)" == 1 ]] && echo mapped || echo a copy)) = reference, host reads H15A = reference; allocators=1: a scattered buffer refused ($(val "$s" m15h.qbuf_errno) at QBUF), a contiguous buffer (debugfs alloc_max_order=0 scatter=1 set: not applied) = reference, host reads it = reference, 1 segment; $how = reference"
 }
 
 # 1: a guest buffer filled by the guest, read by the host

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 #
-# Guest side of the single-VM boot of tests/vm-suite.sh (cases 1-7, 9a, 11 and 13). The host
-# prepends its variables (MBOX, CASES, the UUIDs H2..H5, H13, H13K, H13R, H13B of buffers it shared and
+# Guest side of the single-VM boot of tests/vm-suite.sh (cases 15, 1-7, 9a, 11 and 13). The host
+# prepends its variables (MBOX, CASES, the UUIDs H2..H5, H13, H13K, H13R, H13B, H15A, H15B of buffers it shared and
 # the checksums H2_FNV, H5_FNV, H13_FNV, H13K_FNV it read of them, sizes and offsets, BIG,
 # MAPPED and SHM_STATE) and lib.sh. Each "go N" waits for the host; step numbers are
 # case*10 + k and must match the host's side (tests/cases/single.sh). Each case's checks
@@ -17,6 +17,90 @@ insmod "$KO/virtio_dmabuf.ko" || { say "boot.error=insmod virtio_dmabuf.ko faile
 insmod "$KO/dmabuf_kimport.ko" || { say "boot.error=insmod dmabuf_kimport.ko failed"; exit 1; }
 say "boot.kernel=$(uname -r)"
 say "boot.ready=1"
+
+# 15. contiguous buffers and a real V4L2 importer (vivid). First in the boot: its probe of
+#     the largest contiguous ALLOC wants a freshly booted guest. vivid captures a fixed
+#     frame (colour bars, no OSD text, no movement, 1920x1080 XR24: 8294400 B, more than the
+#     buddy allocator's largest block) into vivid's own buffers (the reference) and into our
+#     dma-bufs: with allocators=0 (vb2-vmalloc, which vmaps) a guest buffer and the imported
+#     host buffer H15A; with allocators=1 (vb2-dma-contig, which needs one contiguous run) a
+#     scattered guest buffer is refused (EFAULT at QBUF), a contiguous one and the mapped
+#     import H15B are captured into. The host reads H15A, H15B and the contiguous buffer.
+if want 15; then
+    export DMABUF_GUEST_NO_MAP=0
+    tap_plan 15 28
+    go 151
+    # the largest contiguous ALLOC, to 4 MiB: doubling from 8 MiB, then halving the gap
+    contig_ok() { "$G" alloc --contiguous --size "${1}M" > "/tmp/m15p.out" 2>&1; }
+    _mf0=$(sed -n 's/^MemFree: *\([0-9]*\) kB$/\1/p' /proc/meminfo)
+    _lo=0 _hi=0 _n=8 _tries=0
+    while [ "$_hi" = 0 ]; do
+        _tries=$((_tries + 1))
+        if contig_ok "$_n"; then _lo=$_n; _n=$((_n * 2)); else _hi=$_n; _err=$(sed -n 's/^status=//p' /tmp/m15p.out); fi
+    done
+    while [ $((_hi - _lo)) -gt 4 ] && [ "$_lo" -gt 0 ]; do
+        _tries=$((_tries + 1))
+        _n=$(( (_lo + _hi) / 2 ))
+        if contig_ok "$_n"; then _lo=$_n; else _hi=$_n; _e2=$(sed -n 's/^status=//p' /tmp/m15p.out); fi
+    done
+    _mf1=$(sed -n 's/^MemFree: *\([0-9]*\) kB$/\1/p' /proc/meminfo)
+    say "m15a.largest_mib=$_lo"
+    say "m15a.first_fail_mib=$_hi"
+    say "m15a.tries=$_tries"
+    say "m15a.mem_total_kb=$(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' /proc/meminfo)"
+    say "m15a.memfree_lost_kb=$((_mf0 - _mf1))"
+    check_range "[m15a] largest contiguous ALLOC (MiB), at least 8 (a 1920x1080 XRGB frame)" "$_lo" 8 1000000
+    check "[m15a] the first contiguous ALLOC too large fails with ENOMEM" "${_err:-none}" ENOMEM
+    check "[m15a] every contiguous ALLOC that failed in the bisection failed with ENOMEM" "${_e2:-ENOMEM}" ENOMEM
+    check_range "[m15a] MemFree lost over the probe (kB): nothing kept" "$((_mf0 - _mf1))" -1000000 8192
+    # vivid with one webcam input and only a video capture node
+    K=/sys/kernel/debug/virtio-dmabuf
+    vivid_load() {
+        while read -r _ko; do
+            case "$_ko" in
+                */vivid.ko) ;;
+                *) grep -q "^$(basename "$_ko" .ko | tr - _) " /proc/modules || insmod "$_ko" || return 1 ;;
+            esac
+        done < /lib/modules/vivid.order
+        insmod "$(grep '/vivid[.]ko$' /lib/modules/vivid.order)" n_devs=1 node_types=0x1 \
+            num_inputs=1 input_types=0x0 "allocators=$1" || return 1
+        _i=0
+        while [ ! -e /dev/video0 ] && [ $_i -lt 50 ]; do sleep 0.1; _i=$((_i + 1)); done
+    }
+    V=v4l2-capture
+    expect_rc m15b 0 vivid_load 0
+    run m15c "$V" --ref-out /tmp/ref15
+    run m15d "$V" --ref /tmp/ref15
+    run m15e "$V" --ref /tmp/ref15 --uuid "$H15A"
+    expect_rc m15f 0 rmmod vivid
+    expect_rc m15g 0 vivid_load 1
+    # before the flag: a buffer of scattered pages (one segment per page) is refused
+    echo 1 > $K/scatter
+    run m15h "$V" --ref /tmp/ref15 --expect-qbuf-errno EFAULT
+    echo 0 > $K/scatter
+    # the contiguous buffer; the debugfs knobs do not apply to it
+    echo 0 > $K/alloc_max_order
+    echo 1 > $K/scatter
+    _g=$G
+    G=$V
+    hold_start h15 m15i --ref /tmp/ref15 --contiguous
+    G=$_g
+    echo 0 > $K/scatter
+    echo 9 > $K/alloc_max_order
+    if [ "$MAPPED" = 1 ]; then
+        run m15j "$V" --ref /tmp/ref15 --uuid "$H15B" --contiguous
+    else
+        tap_skip "[m15j] vb2-dma-contig capture into an import" "imports are copies here (no shared memory region), in pages that are not one run"
+        tap_skip "[m15j] the same import's frame" "imports are copies here"
+        tap_skip "[m15j] its bytesused" "imports are copies here"
+    fi
+    say "m15j.done=1"
+    go 152
+    hold_quit h15 m15k
+    expect_rc m15l 0 rmmod vivid
+    export DMABUF_GUEST_NO_MAP=1
+    tap_done 15
+fi
 
 # 1. a guest buffer, filled by the guest, read by the host; then libvdmabuf (guest-driver/lib)
 #    against the real driver: its test (26 checks without a device, 38 with it, and its

@@ -222,13 +222,13 @@ vm_booted() {
     return 0
 }
 
-# copy_path ID: the imports of cases 1-12 (all but the m13*/m14* tags) asked for NO_MAP and
+# copy_path ID: the imports of cases 1-12 (all but the m13*/m14*/m15* tags) asked for NO_MAP and
 # none was mapped; sets CP_DET
 copy_path() {
     local f="${VM_OUT[$1]}" nimp="" nnomap="" nmap=""
-    nimp="$(grep -a -E '@@ [A-Za-z0-9]+[.]import_flags=' "$f" | grep -a -c -v -E '@@ m1[34]' || true)"
-    nnomap="$(grep -a -E '@@ [A-Za-z0-9]+[.]import_flags=0x1$' "$f" | grep -a -c -v -E '@@ m1[34]' || true)"
-    nmap="$(grep -a -E '@@ [A-Za-z0-9]+[.](info_)?mapped=1$' "$f" | grep -a -c -v -E '@@ m1[34]' || true)"
+    nimp="$(grep -a -E '@@ [A-Za-z0-9]+[.]import_flags=' "$f" | grep -a -c -v -E '@@ m1[345]' || true)"
+    nnomap="$(grep -a -E '@@ [A-Za-z0-9]+[.]import_flags=0x1$' "$f" | grep -a -c -v -E '@@ m1[345]' || true)"
+    nmap="$(grep -a -E '@@ [A-Za-z0-9]+[.](info_)?mapped=1$' "$f" | grep -a -c -v -E '@@ m1[345]' || true)"
     eq "$1: imports of cases 1-12 without NO_MAP" "$((nimp - nnomap))" 0
     eq "$1: mapped imports in cases 1-12 (they test the copy path)" "$nmap" 0
     CP_DET="copy path: $nimp imports of cases 1-12 with NO_MAP, $nmap mapped"
@@ -247,7 +247,7 @@ boot_result() {
         # the kernel command line (run-vm's no_timer_check among it) is accepted
         eq "$id kernel: unknown command line parameters" "$(val "$id" boot.unknown_params)" none
         # cases 1-12 must run the copy path: their imports ask for NO_MAP and none is mapped
-        # (the tags of cases 13 and 14 begin with m13 / m14)
+        # (the tags of cases 13, 14 and 15 begin with m13 / m14 / m15)
         copy_path "$id"
         case "$id" in
             p2|p3) ;;  # powered off / killed on purpose: checked by 9b / 9c

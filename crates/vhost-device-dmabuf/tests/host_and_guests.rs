@@ -143,3 +143,55 @@ fn access_lists_and_read_only_host_shares() {
         "byte for byte"
     );
 }
+
+/// A physically contiguous guest buffer, as the guest driver allocates it for
+/// `VIRTIO_DMABUF_ALLOC_CONTIGUOUS` (an 8 MiB 1920x1080 XRGB frame for a camera or display
+/// importer), is one segment on the wire: the daemon accepts it and keeps it as one run, the
+/// host reads it byte for byte, another VM's copy (in scattered pages) gets it byte for byte,
+/// and a host write lands in the owner's one run.
+#[test]
+fn a_multi_mib_contiguous_buffer_stays_one_segment() {
+    let d = daemon();
+    let mut a = Vm::connect(&d.vm_socket("a"), VmOptions::default()).unwrap();
+    let mut b = Vm::connect(&d.vm_socket("b"), VmOptions::default()).unwrap();
+    let mut host = Client::connect(d.control_socket()).unwrap();
+    let size = 1920 * 1080 * 4;
+    let buf = a.alloc_buffer(size, false).unwrap();
+    assert_eq!(buf.segs.len(), 1, "the harness made one run");
+    assert_eq!(buf.segs[0].1, size);
+    let data: Vec<u8> = (0..size)
+        .map(|i| (i.wrapping_mul(131) ^ (i >> 12)) as u8)
+        .collect();
+    a.write_buffer(&buf, 0, &data).unwrap();
+    let u = a.create_buffer(&buf, 0).unwrap().unwrap();
+    let info = host.info(&u).unwrap();
+    assert_eq!(info.segments, 1, "one segment on the wire stays one run");
+    assert_eq!(info.size, size);
+    assert_eq!(host.read_fenced(&u, 0, size, None).unwrap(), data);
+
+    // Another VM imports it into a copy of separate pages: byte for byte at its read START.
+    assert_eq!(b.lookup(&u).unwrap(), Ok((size, 0)));
+    let copy = b.alloc_buffer(size, true).unwrap();
+    assert_eq!(b.attach(&u, &copy).unwrap(), Status::Ok);
+    assert_eq!(b.sync(&u, 0, size, sf::READ, 0).unwrap(), Status::Ok);
+    assert_eq!(b.read_buffer(&copy, 0, size).unwrap(), data);
+    assert_eq!(
+        b.sync(&u, 0, size, sf::READ | sf::END, 0).unwrap(),
+        Status::Ok
+    );
+
+    // The host writes a range that straddles the 4 MiB mark: the owner sees it in its run.
+    let (off, text) = ((4 << 20) - 5, b"across the middle");
+    host.begin(&u, off, text.len() as u64, Access::Write, None)
+        .unwrap();
+    host.write(&u, off, text).unwrap();
+    host.end(&u, off, text.len() as u64, Access::Write).unwrap();
+    assert_eq!(
+        a.read_buffer(&buf, off, text.len() as u64).unwrap(),
+        text.to_vec()
+    );
+    assert_eq!(host.info(&u).unwrap().segments, 1);
+    assert_eq!(b.release(&u).unwrap(), Status::Ok);
+    assert_eq!(a.release(&u).unwrap(), Status::Ok);
+    assert!(host.info(&u).is_err());
+}

@@ -199,10 +199,14 @@ static inline int vdmabuf_alloc_contig_range(unsigned long start,
 #endif
 }
 
-/* May [@start, +@nr) be handed to alloc_contig_range()? */
-static inline bool vdmabuf_contig_range_ok(struct zone *zone,
-					   unsigned long start,
-					   unsigned long nr)
+/*
+ * The first pfn of [@start, +@nr) that must not be handed to
+ * alloc_contig_range() (offline, another zone, reserved, a huge page), or
+ * @start + @nr if there is none.
+ */
+static inline unsigned long vdmabuf_contig_bad_pfn(struct zone *zone,
+						   unsigned long start,
+						   unsigned long nr)
 {
 	unsigned long pfn;
 	struct page *page;
@@ -211,15 +215,15 @@ static inline bool vdmabuf_contig_range_ok(struct zone *zone,
 		page = pfn_to_online_page(pfn);
 		if (!page || page_zone(page) != zone || PageReserved(page) ||
 		    PageHuge(page))
-			return false;
+			break;
 	}
-	return true;
+	return pfn;
 }
 
 static inline struct page *vdmabuf_alloc_contig_pages(unsigned long nr,
 						      gfp_t gfp)
 {
-	unsigned long start;
+	unsigned long start, bad;
 	struct zone *zone;
 	int nid, z;
 
@@ -229,17 +233,21 @@ static inline struct page *vdmabuf_alloc_contig_pages(unsigned long nr,
 			if (!populated_zone(zone) || zone_is_zone_device(zone))
 				continue;
 			start = ALIGN(zone->zone_start_pfn, pageblock_nr_pages);
-			for (; start + nr <= zone_end_pfn(zone);
-			     start += pageblock_nr_pages) {
+			while (start + nr <= zone_end_pfn(zone)) {
 				if (fatal_signal_pending(current))
 					return NULL;
-				if (!vdmabuf_contig_range_ok(zone, start, nr))
+				cond_resched();
+				bad = vdmabuf_contig_bad_pfn(zone, start, nr);
+				if (bad < start + nr) {
+					/* no run through @bad: skip past it */
+					start = ALIGN(bad + 1, pageblock_nr_pages);
 					continue;
+				}
 				if (!vdmabuf_alloc_contig_range(start,
 								start + nr,
 								gfp))
 					return pfn_to_page(start);
-				cond_resched();
+				start += pageblock_nr_pages;
 			}
 		}
 	}

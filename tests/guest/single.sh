@@ -62,7 +62,9 @@ if want 15; then
     check "[m15a] the first contiguous ALLOC too large fails with ENOMEM" "${_err:-none}" ENOMEM
     check "[m15a] every contiguous ALLOC that failed in the bisection failed with ENOMEM" "${_e2:-ENOMEM}" ENOMEM
     check "[m15a] 8 MiB contiguous again, before and after the largest" "$_a8 $_b8" "ok ok"
-    check "[m15a] the first size that failed fails again with ENOMEM" "$_e3" ENOMEM
+    # (it may fit now: the first pass migrated pages around)
+    case "$_e3" in OK|ENOMEM) _e3="OK or ENOMEM" ;; esac
+    check "[m15a] the first size that failed, again: it fits now or fails with ENOMEM" "$_e3" "OK or ENOMEM"
     check_range "[m15a] MemFree lost over the second pass (kB): no pages kept" "$((_mf1 - _mf2))" -1000000 8191
     # vivid with one webcam input and only a video capture node
     K=/sys/kernel/debug/virtio-dmabuf

@@ -242,10 +242,11 @@ say "daemon: $DAEMON; blocks (qemu kernel cases): $(printf '[%s] ' "${BLOCKS[@]}
 make -s -C "$REPO/guest-driver" tools >"$LOGDIR/tools.log" 2>&1 \
     || { cat "$LOGDIR/tools.log" >&2; die "make -C guest-driver tools failed"; }
 if grep -q 'warning:' "$LOGDIR/tools.log"; then cat "$LOGDIR/tools.log" >&2; die "dmabuf-guest has warnings"; fi
-# case 15's V4L2 importer (static, like dmabuf-guest)
+# case 15's V4L2 importer (static, like dmabuf-guest; our device through libvdmabuf, which
+# make tools built)
 mkdir -p "$LOGDIR/bin"
-gcc -static -O2 -Wall -Wextra -I"$REPO/guest-driver/include/uapi" -o "$LOGDIR/bin/v4l2-capture" \
-    "$HERE/guest/v4l2-capture.c" >"$LOGDIR/v4l2-capture.log" 2>&1 \
+gcc -static -O2 -Wall -Wextra -I"$REPO/guest-driver/lib" -o "$LOGDIR/bin/v4l2-capture" \
+    "$HERE/guest/v4l2-capture.c" "$REPO/guest-driver/build/lib/libvdmabuf.a" >"$LOGDIR/v4l2-capture.log" 2>&1 \
     || { cat "$LOGDIR/v4l2-capture.log" >&2; die "building tests/guest/v4l2-capture.c failed"; }
 if grep -q 'warning:' "$LOGDIR/v4l2-capture.log"; then cat "$LOGDIR/v4l2-capture.log" >&2; die "v4l2-capture has warnings"; fi
 

@@ -20,7 +20,8 @@
  *
  * Output: key=value lines and TAP lines ("ok - ..." / "not ok - ...: got vs
  * want"), as dmabuf-guest prints them (tests/guest/lib.sh numbers them). Exit 0
- * only if every check passed. Statically linked for the test initramfs.
+ * only if every check passed. Our device's calls go through libvdmabuf
+ * (guest-driver/lib). Statically linked for the test initramfs.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,7 +42,8 @@
 
 #include <linux/dma-buf.h>
 #include <linux/videodev2.h>
-#include <linux/virtio_dmabuf.h>
+
+#include "vdmabuf.h"
 
 #define NBUF 2			/* vivid streams with two buffers queued */
 
@@ -334,80 +336,44 @@ static void capture_mmap(int fd, const struct v4l2_pix_format *pix,
 /* --ref: our dma-bufs                                                */
 /* ------------------------------------------------------------------ */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* 32 hex digits, dashes anywhere */
-static void uuid_parse(const char *s, uint8_t *u)
-{
-	unsigned int n = 0;
-	int v;
-
-	memset(u, 0, 16);
-	for (; *s; s++) {
-		if (*s == '-')
-			continue;
-		v = hexval(*s);
-		if (v < 0 || n >= 32)
-			die(EINVAL, "parse --uuid");
-		u[n / 2] |= v << (n % 2 ? 0 : 4);
-		n++;
-	}
-	if (n != 32)
-		die(EINVAL, "parse --uuid");
-}
-
-static void uuid_str(const uint8_t *u, char *s)
-{
-	sprintf(s, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
-		u[10], u[11], u[12], u[13], u[14], u[15]);
-}
-
 struct dbuf {
 	int fd;
 	uint64_t size;
-	uint8_t uuid[16];
+	uint8_t uuid[VDMABUF_UUID_SIZE];
 	uint32_t flags;
 };
 
 static void our_alloc(int dev, uint64_t size, bool contiguous, struct dbuf *d)
 {
-	struct virtio_dmabuf_ioc_alloc a = {
-		.size = size,
-		.alloc_flags = contiguous ? VIRTIO_DMABUF_ALLOC_CONTIGUOUS : 0,
-	};
+	struct vdmabuf_buffer vb;
+	int fd;
 
-	if (xioctl(dev, VIRTIO_DMABUF_IOC_ALLOC, &a))
-		die(errno, contiguous ? "VIRTIO_DMABUF_IOC_ALLOC (contiguous)" :
+	fd = vdmabuf_alloc(dev, size, 0,
+			   contiguous ? VDMABUF_ALLOC_CONTIGUOUS : 0, 0, &vb);
+	if (fd < 0)
+		die(-fd, contiguous ? "VIRTIO_DMABUF_IOC_ALLOC (contiguous)" :
 		    "VIRTIO_DMABUF_IOC_ALLOC");
-	d->fd = a.fd;
-	d->size = size;
-	d->flags = VIRTIO_DMABUF_BUF_OWN;
-	memcpy(d->uuid, a.uuid, 16);
+	d->fd = fd;
+	d->size = vb.size;
+	d->flags = vb.flags;
+	memcpy(d->uuid, vb.uuid, 16);
 }
 
 static void our_import(int dev, const char *uuid, bool no_map, struct dbuf *d)
 {
-	struct virtio_dmabuf_ioc_import im = {
-		.import_flags = no_map ? VIRTIO_DMABUF_IMPORT_NO_MAP : 0,
-	};
+	struct vdmabuf_buffer vb;
+	uint8_t u[VDMABUF_UUID_SIZE];
+	int fd;
 
-	uuid_parse(uuid, im.uuid);
-	if (xioctl(dev, VIRTIO_DMABUF_IOC_IMPORT, &im))
-		die(errno, "VIRTIO_DMABUF_IOC_IMPORT");
-	d->fd = im.fd;
-	d->size = im.size;
-	d->flags = im.flags;
-	memcpy(d->uuid, im.uuid, 16);
+	if (vdmabuf_uuid_parse(uuid, u))
+		die(EINVAL, "parse --uuid");
+	fd = vdmabuf_import(dev, u, no_map ? VDMABUF_IMPORT_NO_MAP : 0, 0, &vb);
+	if (fd < 0)
+		die(-fd, "VIRTIO_DMABUF_IOC_IMPORT");
+	d->fd = fd;
+	d->size = vb.size;
+	d->flags = vb.flags;
+	memcpy(d->uuid, vb.uuid, 16);
 }
 
 static int dbuf_sync(const struct dbuf *d, uint64_t flags)
@@ -435,7 +401,7 @@ static void capture_dmabuf(int fd, const struct v4l2_pix_format *pix,
 {
 	struct dbuf d[NBUF];
 	struct v4l2_buffer b;
-	char s[48], got[64], what[160];
+	char s[VDMABUF_UUID_STR_LEN], got[64], what[160];
 	const char *kind;
 	uint8_t *ref, *p;
 	uint64_t off;
@@ -452,22 +418,21 @@ static void capture_dmabuf(int fd, const struct v4l2_pix_format *pix,
 	if (ref == MAP_FAILED)
 		die(errno, "mmap the reference frame");
 
-	dev = open("/dev/virtio-dmabuf0", O_RDWR | O_CLOEXEC);
+	dev = vdmabuf_open_index(0);
 	if (dev < 0)
-		die(errno, "open /dev/virtio-dmabuf0");
+		die(-dev, "open /dev/virtio-dmabuf0");
 	/* d[0]: the buffer under test; d[1]: the helper vivid needs to stream */
 	if (o->uuid)
 		our_import(dev, o->uuid, o->no_map, &d[0]);
 	else
 		our_alloc(dev, pix->sizeimage, o->contiguous, &d[0]);
 	our_alloc(dev, pix->sizeimage, o->contiguous, &d[1]);
-	uuid_str(d[0].uuid, s);
-	out("uuid=%s", s);
+	out("uuid=%s", vdmabuf_uuid_format(d[0].uuid, s));
 	out("size=%" PRIu64, d[0].size);
 	out("flags=0x%x", d[0].flags);
-	out("mapped=%d", !!(d[0].flags & VIRTIO_DMABUF_BUF_MAPPED));
+	out("mapped=%d", !!(d[0].flags & VDMABUF_BUF_MAPPED));
 	out("contiguous=%d", o->contiguous && !o->uuid);
-	kind = o->uuid ? (d[0].flags & VIRTIO_DMABUF_BUF_MAPPED ?
+	kind = o->uuid ? (d[0].flags & VDMABUF_BUF_MAPPED ?
 			  "an imported buffer (mapped in place)" :
 			  "an imported buffer (a copy)") :
 	       o->contiguous ? "a contiguous guest buffer" : "a guest buffer";

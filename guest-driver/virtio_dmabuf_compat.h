@@ -181,8 +181,18 @@ static inline void vdmabuf_dma_buf_vunmap(struct dma_buf *dmabuf,
  * alloc_contig_pages() only tries @nr-aligned runs. 6.16 turned its
  * migratetype argument (MIGRATE_MOVABLE for ordinary requests) into
  * acr_flags_t (ACR_FLAGS_NONE).
+ *
+ * Without CONFIG_CONTIG_ALLOC (on in Debian's 6.1, 6.12, 7.2 and 7.3) there is
+ * none of them: NULL.
  */
-#if VDMABUF_KERNEL_SINCE(7, 2)
+#if !IS_ENABLED(CONFIG_CONTIG_ALLOC)
+/* a kernel without the contiguous range allocator: the buddy allocator only */
+static inline struct page *vdmabuf_alloc_contig_pages(unsigned long nr,
+						      gfp_t gfp)
+{
+	return NULL;
+}
+#elif VDMABUF_KERNEL_SINCE(7, 2)
 static inline struct page *vdmabuf_alloc_contig_pages(unsigned long nr,
 						      gfp_t gfp)
 {

@@ -30,11 +30,12 @@ if want 15; then
     export DMABUF_GUEST_NO_MAP=0
     tap_plan 15 30
     go 151
-    # the largest contiguous ALLOC, to 4 MiB: doubling from 8 MiB, then halving the gap
+    # the largest contiguous ALLOC, to 4 MiB: doubling from 8 MiB, then halving the gap; up to
+    # 512 MiB (the 2 GiB guest of case 11's block would take over a minute under TCG)
     contig_ok() { "$G" alloc --contiguous --size "${1}M" > "/tmp/m15p.out" 2>&1; }
     _mf0=$(sed -n 's/^MemFree: *\([0-9]*\) kB$/\1/p' /proc/meminfo)
     _lo=0 _hi=0 _n=8 _tries=0
-    while [ "$_hi" = 0 ]; do
+    while [ "$_hi" = 0 ] && [ "$_n" -le 512 ]; do
         _tries=$((_tries + 1))
         if contig_ok "$_n"; then _lo=$_n; _n=$((_n * 2)); else _hi=$_n; _err=$(sed -n 's/^status=//p' /tmp/m15p.out); fi
     done
@@ -49,7 +50,8 @@ if want 15; then
     _mf1=$(sed -n 's/^MemFree: *\([0-9]*\) kB$/\1/p' /proc/meminfo)
     contig_ok 8 && _a8=ok || _a8=$(sed -n 's/^status=//p' /tmp/m15p.out)
     contig_ok "$_lo"
-    contig_ok "$_hi" && _e3=OK || _e3=$(sed -n 's/^status=//p' /tmp/m15p.out)
+    _e3=OK
+    [ "$_hi" = 0 ] || contig_ok "$_hi" || _e3=$(sed -n 's/^status=//p' /tmp/m15p.out)
     contig_ok 8 && _b8=ok || _b8=$(sed -n 's/^status=//p' /tmp/m15p.out)
     _mf2=$(sed -n 's/^MemFree: *\([0-9]*\) kB$/\1/p' /proc/meminfo)
     say "m15a.largest_mib=$_lo"
@@ -59,7 +61,11 @@ if want 15; then
     say "m15a.memfree_lost_kb=$((_mf0 - _mf1))"
     say "m15a.memfree_lost2_kb=$((_mf1 - _mf2))"
     check_range "[m15a] largest contiguous ALLOC (MiB), at least 8 (a 1920x1080 XRGB frame)" "$_lo" 8 1000000
-    check "[m15a] the first contiguous ALLOC too large fails with ENOMEM" "${_err:-none}" ENOMEM
+    if [ "$_hi" = 0 ]; then
+        tap_skip "[m15a] the first contiguous ALLOC too large fails with ENOMEM" "512 MiB fit: the probe stops there"
+    else
+        check "[m15a] the first contiguous ALLOC too large fails with ENOMEM" "${_err:-none}" ENOMEM
+    fi
     check "[m15a] every contiguous ALLOC that failed in the bisection failed with ENOMEM" "${_e2:-ENOMEM}" ENOMEM
     check "[m15a] 8 MiB contiguous again, before and after the largest" "$_a8 $_b8" "ok ok"
     # (it may fit now: the first pass migrated pages around)

@@ -185,8 +185,11 @@ case_4() {
     wait_for "$(bg_log hold4a)" "|held" 20 || bad "host hold: $WHY"
     go "$s" 41
     if need "$s" c4a.rc 60; then
-        wait_for "$(bg_log hold4a)" "|released" 20 || bad "host release: $WHY"
+        # the host's END went out after "releasing" (its grant may be reported before
+        # "released" is)
+        wait_for "$(bg_log hold4a)" "|releasing" 20 || bad "host release: $WHY"
         t_rel=$WT
+        wait_for "$(bg_log hold4a)" "|released" 20 || bad "host release: $WHY"
         t_issue="$(ts "$s" c4a.op0_issue)"
         t_grant="$(ts "$s" c4a.op0_status)"
         gms="$(int "$(val "$s" c4a.op0_ms)")"
@@ -375,8 +378,9 @@ case_13() {
     wait_for "$(bg_log hold13)" "|held" 20 || bad "host hold: $WHY"
     go "$s" 133
     if need "$s" m13h.rc 60 && ((imp)); then
-        wait_for "$(bg_log hold13)" "|released" 20 || bad "host release: $WHY"
+        wait_for "$(bg_log hold13)" "|releasing" 20 || bad "host release: $WHY"
         t_rel=$WT
+        wait_for "$(bg_log hold13)" "|released" 20 || bad "host release: $WHY"
         t_issue="$(ts "$s" m13h.op0_issue)"
         t_grant="$(ts "$s" m13h.op0_status)"
         gms="$(int "$(val "$s" m13h.op0_ms)")"

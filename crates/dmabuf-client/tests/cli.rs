@@ -288,7 +288,7 @@ fn hold_blocks_others_until_it_ends_or_is_killed() {
             &d,
             &["hold", &us, "--len", "4096", "--read", "--seconds", "0.1"]
         ),
-        "held\nreleased\n"
+        "held\nreleasing\nreleased\n"
     );
 
     let mut hold = Command::new(CTL)

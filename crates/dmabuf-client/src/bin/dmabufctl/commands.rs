@@ -394,6 +394,9 @@ pub(crate) fn hold(ctx: &mut Ctx, a: &HoldArgs) -> Result<(), CliError> {
         .map_err(at(OP))?;
     print_out(OP, "held\n")?;
     std::thread::sleep(a.seconds);
+    // Said before the END goes out: a waiter the END lets in may report its grant before
+    // "released" below is read.
+    print_out(OP, "releasing\n")?;
     ctx.client
         .end(&a.uuid.0, a.offset, a.len, access)
         .map_err(at(OP))?;

@@ -10,7 +10,7 @@ use clap::{Parser, ValueEnum};
 use dmabuf_sys_util::fds::{self, NofileLimit};
 use log::{error, info, warn};
 use thiserror::Error;
-use vhost_device_dmabuf::control::{ControlSocket, MAX_CLIENTS};
+use vhost_device_dmabuf::control::{resolve_group, ControlSocket, GroupError, MAX_CLIENTS};
 use vhost_device_dmabuf::daemon::{bind_vm_socket, serve_vm};
 use vhost_device_dmabuf::fds::{FdBudget, FdPlan};
 use vhost_device_dmabuf::hostfile;
@@ -36,9 +36,16 @@ struct Args {
     #[arg(long, default_value_t = 1, requires = "socket_dir")]
     vms: u32,
 
-    /// Host control socket for dmabufctl and the client library (mode 0600).
+    /// Host control socket for dmabufctl and the client library (mode 0600: the daemon's uid
+    /// and root may use it).
     #[arg(long, value_name = "PATH")]
     control_socket: Option<PathBuf>,
+
+    /// Let members of GROUP (a name or a number) use the control socket too: the socket file
+    /// becomes mode 0660 in GROUP, and peers whose primary or supplementary group is GROUP are
+    /// served. A daemon that is not root must be a member of GROUP.
+    #[arg(long, value_name = "GROUP", requires = "control_socket")]
+    control_group: Option<String>,
 
     /// Most segments in one CREATE or ATTACH request (262,144 = 1 GiB of separate 4 KiB pages,
     /// a 4 MiB list: the most a Linux driver can allocate contiguously).
@@ -128,12 +135,15 @@ enum ConfigError {
         "--shm-size must be 0 or a power of two from 2M to 64G (the VMM sizes a PCI BAR to it)"
     )]
     BadShmSize,
+    #[error("--control-group")]
+    BadGroup(#[source] GroupError),
 }
 
 /// A validated configuration.
 struct Config {
     vms: Vec<(String, PathBuf)>,
     control_socket: Option<PathBuf>,
+    control_group: Option<u32>,
     limits: Limits,
     seccomp: SeccompMode,
     sandbox: FsSandbox,
@@ -190,9 +200,14 @@ impl TryFrom<Args> for Config {
         {
             return Err(ConfigError::BadShmSize);
         }
+        let control_group = match &a.control_group {
+            Some(g) => Some(resolve_group(g).map_err(ConfigError::BadGroup)?),
+            None => None,
+        };
         Ok(Config {
             vms,
             control_socket: a.control_socket,
+            control_group,
             seccomp: match a.seccomp {
                 SeccompArg::Kill => SeccompMode::Kill,
                 SeccompArg::Trap => SeccompMode::Trap,
@@ -240,7 +255,7 @@ fn main() -> ExitCode {
     let mut config = match Config::try_from(Args::parse()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("vhost-device-dmabuf: {e}");
+            eprintln!("vhost-device-dmabuf: {}", chain(&e));
             return ExitCode::from(2);
         }
     };
@@ -261,7 +276,7 @@ fn main() -> ExitCode {
         paths.push(path.clone());
     }
     let control = match &config.control_socket {
-        Some(ctl) => match ControlSocket::bind(ctl) {
+        Some(ctl) => match ControlSocket::bind_for_group(ctl, config.control_group) {
             Ok(c) => {
                 paths.push(ctl.clone());
                 Some(c)

@@ -15,7 +15,7 @@ use vhost_device_dmabuf::daemon::{bind_vm_socket, serve_vm};
 use vhost_device_dmabuf::fds::{FdBudget, FdPlan};
 use vhost_device_dmabuf::hostfile;
 use vhost_device_dmabuf::registry::{chain, Limits, Registry};
-use vhost_device_dmabuf::sandbox::{self, FsSandbox, SeccompMode};
+use vhost_device_dmabuf::sandbox::{self, namespace, FsSandbox, SeccompMode};
 use vhost_device_dmabuf::shm;
 use virtio_dmabuf_proto::control::encode_name;
 
@@ -43,6 +43,12 @@ enum ConfigError {
     BadShmSize,
     #[error("--control-group")]
     BadGroup(#[source] GroupError),
+    #[error(
+        "--control-group {0}: the namespace sandbox of a daemon that is not root maps only its own \
+         uid and gid, so it cannot see which peers are in group {0}; use --sandbox landlock (the \
+         default where the kernel has landlock), run as root, or run with {0} as primary group"
+    )]
+    GroupHidden(u32),
 }
 
 /// A validated configuration.
@@ -165,6 +171,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(gid) = config.control_group {
+        // SAFETY: geteuid/getegid have no preconditions.
+        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        if sandbox::resolve(config.sandbox) == FsSandbox::Namespace
+            && !namespace::peer_group_visible(euid, egid, gid)
+        {
+            eprintln!("vhost-device-dmabuf: {}", ConfigError::GroupHidden(gid));
+            return ExitCode::from(2);
+        }
+    }
     let signals = block_signals();
 
     // Everything the daemon needs from the filesystem, before the sandbox closes it: the

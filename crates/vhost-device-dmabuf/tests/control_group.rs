@@ -178,3 +178,43 @@ fn group_names_resolve_and_bad_ones_are_refused_before_anything_is_bound() {
     assert_eq!(out.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_control_group_the_namespace_sandbox_would_hide_is_refused() {
+    use std::os::unix::process::CommandExt;
+    if !is_root() {
+        eprintln!("SKIPPED: needs root (runs the daemon as another uid)");
+        return;
+    }
+    // Not root, in the namespace sandbox, the group not its own: it could not see the group.
+    let dir = std::env::temp_dir().join(format!("dmabuf-ctlgroup-ns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let group = GROUP.to_string();
+    let run = |gid: u32| {
+        Command::new(BIN)
+            .arg("--socket")
+            .arg(dir.join("vm1.sock"))
+            .arg("--control-socket")
+            .arg(dir.join("control.sock"))
+            .args(["--control-group", &group, "--sandbox", "namespace"])
+            .uid(MEMBER_UID)
+            .gid(gid)
+            .output()
+    };
+    let out = match run(MEMBER_UID) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!("SKIPPED: uid {MEMBER_UID} cannot execute {BIN}: {e}");
+            return;
+        }
+        r => r.unwrap(),
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("cannot see which peers are in group {GROUP}")),
+        "{err}"
+    );
+    assert!(!dir.join("control.sock").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

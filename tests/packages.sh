@@ -326,6 +326,19 @@ part_daemon() {
     expect "account expiry" "$(inc getent shadow vhost-device-dmabuf | cut -d: -f8)" 1
     inc getent group dmabuf >/dev/null || fail "purge took the group dmabuf"
     log "daemon: removed and purged cleanly (account locked, groups kept)"
+    # Installed again after the purge: the same account, no longer expired, serves again.
+    inc env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "/var/tmp/$(basename "$DAEMON_DEB")" \
+        >>"$WORK/install.log" 2>&1 || fail "apt-get install after the purge"
+    expect "account expiry after a new install" "$(inc getent shadow vhost-device-dmabuf | cut -d: -f8)" ""
+    inc systemctl start vhost-device-dmabuf@default || fail "systemctl start after a new install"
+    for _ in $(seq 100); do inc test -S "$ctl" && break; sleep 0.1; done
+    as alice dmabufctl list >/dev/null || fail "the reinstalled daemon does not serve"
+    inc env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q vhost-device-dmabuf >>"$WORK/install.log" 2>&1 \
+        || fail "apt-get purge (second)"
+    inc dpkg -L vhost-device-dmabuf >/dev/null 2>&1 && fail "dpkg -L lists vhost-device-dmabuf after the second purge"
+    inc test ! -e /etc/vhost-device-dmabuf -a ! -e /usr/bin/vhost-device-dmabuf \
+        || fail "the second purge left files"
+    log "daemon: installed again after the purge (account unexpired, serving), purged again"
     kill "$NSPAWN_PID"
     wait "$NSPAWN_PID" 2>/dev/null || true
     NSPAWN_PID=""

@@ -145,7 +145,8 @@ inc() {
 boot() { # root
     # nspawn's own system-call filter predates landlock: let the container have it, as a
     # Debian host has (its kernels enable landlock), so the daemon sandboxes itself as there.
-    systemd-nspawn -q -D "$1" --register=no --keep-unit --console=passive -b \
+    # A machine name of this run's own: nspawn keeps per-name state under /run/systemd/nspawn.
+    systemd-nspawn -q -D "$1" -M "dmabuf-pkg-${WORK##*.}" --register=no --keep-unit --console=passive -b \
         --system-call-filter='landlock_create_ruleset landlock_add_rule landlock_restrict_self' \
         >"$WORK/nspawn.log" 2>&1 &
     NSPAWN_PID=$!
@@ -205,6 +206,12 @@ part_daemon() {
     out="$(inc systemd-analyze verify vhost-device-dmabuf@default.service 2>&1)" \
         || fail "systemd-analyze verify: $out"
     [[ -z "$out" ]] || fail "systemd-analyze verify says: $out"
+    # ... and it does look: the same unit with one bad value is reported.
+    sed 's/^ProtectSystem=strict$/ProtectSystem=bogus/' "$r/usr/lib/systemd/system/vhost-device-dmabuf@.service" \
+        > "$r/etc/systemd/system/dmabuf-verify-check@.service"
+    out="$(inc systemd-analyze verify dmabuf-verify-check@x.service 2>&1 || true)"
+    rm -f "$r/etc/systemd/system/dmabuf-verify-check@.service"
+    grep -q 'Failed to parse protect system value, ignoring: bogus' <<<"$out" || fail "systemd-analyze verify did not report a bad ProtectSystem=: $out"
 
     # Man pages: in man's index, and each renders without a warning.
     expect "man -w" "$(inc man -w vhost-device-dmabuf)" "/usr/share/man/man1/vhost-device-dmabuf.1.gz"

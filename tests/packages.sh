@@ -305,6 +305,24 @@ part_daemon() {
     as alice dmabufctl list >/dev/null || fail "the restarted daemon does not serve"
     log "daemon: SIGABRT (a crash) -> restarted (pid $pid -> $pid2)"
 
+    # A bad configuration: exit status 2, the journal says why, no restart loop.
+    printf 'DMABUF_SOCKETS="--socket vm0=/run/vhost-device-dmabuf/bad/vm0.sock"\nDMABUF_OPTIONS="--max-buffers 0"\n' \
+        > "$r/etc/vhost-device-dmabuf/bad.conf"
+    inc systemctl start vhost-device-dmabuf@bad.service 2>/dev/null || true
+    for _ in $(seq 50); do
+        [[ "$(inc systemctl show -P ActiveState vhost-device-dmabuf@bad)" == failed ]] && break
+        sleep 0.1
+    done
+    sleep 2.5                                   # longer than RestartSec: a restart would show
+    expect "bad configuration: state" "$(inc systemctl show -P ActiveState vhost-device-dmabuf@bad)" failed
+    expect "bad configuration: exit status" "$(inc systemctl show -P ExecMainStatus vhost-device-dmabuf@bad)" 2
+    expect "bad configuration: restarts" "$(inc systemctl show -P NRestarts vhost-device-dmabuf@bad)" 0
+    inc journalctl --no-pager -o cat -u vhost-device-dmabuf@bad | grep -q 'limits must not be zero' \
+        || fail "the journal does not say what is wrong with bad.conf"
+    inc systemctl reset-failed vhost-device-dmabuf@bad.service
+    rm -f "$r/etc/vhost-device-dmabuf/bad.conf"
+    log "daemon: a bad configuration fails once with status 2 and its reason in the journal"
+
     # apt remove: the daemon is stopped, its sockets gone, the configuration kept.
     inc env DEBIAN_FRONTEND=noninteractive apt-get remove -y -q vhost-device-dmabuf >>"$WORK/install.log" 2>&1 \
         || fail "apt-get remove"

@@ -16,7 +16,9 @@
 #  dkms    virtio-dmabuf-dkms into the Debian sid root (qemu-scripts/sid-root.sh): apt installs
 #          dkms, DKMS builds the module for 7.2.13+deb14-amd64 (and every other kernel with
 #          headers there), its vermagic is that of Debian's own modules of the kernel; purge
-#          leaves no module, no DKMS tree and no source.
+#          leaves no module, no DKMS tree and no source. Then both packages together: a Linux
+#          7.2 guest loads that module and imports and verifies 1 MiB that the packaged
+#          dmabufctl shared with the packaged daemon.
 #
 # Each run works on a fresh overlay of a cached root, so nothing it installs stays; the
 # bookworm root is made once (debootstrap, ~2 min) under $DMABUF_CACHE, keyed by its recipe.
@@ -59,8 +61,13 @@ expect() { [[ "$2" == "$3" ]] || fail "$1: got '$2', want '$3'"; }
 WORK="$(mktemp -d /var/tmp/dmabuf-packages.XXXXXX)"
 MOUNTS=()
 NSPAWN_PID=""
+DAEMON_PID=""
 cleanup() {
     local m
+    if [[ -n "$DAEMON_PID" ]]; then
+        kill "$DAEMON_PID" 2>/dev/null || true
+        wait "$DAEMON_PID" 2>/dev/null || true
+    fi
     if [[ -n "$NSPAWN_PID" ]] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
         kill "$NSPAWN_PID" 2>/dev/null || true          # nspawn: a clean shutdown
         for _ in $(seq 100); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.2; done
@@ -407,6 +414,7 @@ part_dkms() {
         || fail "/$ko has no alias for virtio device 37"
     log "dkms: built for $KVER: /$ko, vermagic '${got% }' (Debian's own)"
     log "dkms: $(sid_chroot "$r" dkms status virtio-dmabuf | tr '\n' ';')"
+    cp "$r/$ko" "$WORK/virtio_dmabuf.ko"
 
     sid_chroot "$r" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q virtio-dmabuf-dkms \
         >>"$WORK/dkms.log" 2>&1 || fail "apt-get purge virtio-dmabuf-dkms"
@@ -416,6 +424,33 @@ part_dkms() {
     out="$(cd "$r" && find lib/modules usr/src var/lib/dkms -name '*virtio_dmabuf*' -o -name 'virtio-dmabuf*' 2>/dev/null)"
     [[ -z "$out" ]] || fail "left after purge: $out"
     log "dkms: purged: no module, no DKMS tree, no source left"
+
+    # Both packages at work: the DKMS-built module in a Linux 7.2 guest (stock QEMU 11.1,
+    # qemu-scripts/run-vm) imports what the packaged dmabufctl shared with the packaged daemon.
+    local pkg="$WORK/daemon-pkg" sock="$WORK/vm1.sock" ctl="$WORK/control.sock" uuid rc=0
+    dpkg-deb -x "$DAEMON_DEB" "$pkg"
+    make -s -C "$TOP/guest-driver" tools >&2 || fail "make -C guest-driver tools"
+    "$pkg/usr/bin/vhost-device-dmabuf" --socket "vm1=$sock" --control-socket "$ctl" \
+        >"$WORK/daemon.log" 2>&1 &
+    DAEMON_PID=$!
+    for _ in $(seq 100); do [[ -S "$sock" && -S "$ctl" ]] && break; sleep 0.1; done
+    [[ -S "$ctl" ]] || { cat "$WORK/daemon.log" >&2; fail "the packaged daemon did not start"; }
+    uuid="$(DMABUF_CONTROL_SOCKET="$ctl" "$pkg/usr/bin/dmabufctl" share --memfd-size 1M --fill-seed 7)"
+    uuid="${uuid#uuid=}"
+    "$TOP/qemu-scripts/run-vm" --socket "$sock" --kernel 7.2 --no-guest-driver \
+        --ko "$WORK/virtio_dmabuf.ko" --bin "$TOP/guest-driver/build/tools/dmabuf-guest" \
+        --timeout 180 --log "$WORK/vm.log" \
+        --cmd "insmod /lib/modules/extra/virtio_dmabuf.ko && dmabuf-guest import --uuid $uuid --verify-seed 7" \
+        >"$WORK/run-vm.out" 2>&1 || rc=$?
+    if ((rc != 0)); then
+        tail -n 30 "$WORK/vm.log" >&2
+        fail "the DKMS-built module in the 7.2 guest: run-vm exit status $rc (import and verify of $uuid)"
+    fi
+    grep -q '^verify=ok' "$WORK/vm.log" || fail "the guest did not verify the bytes: $(tail -n 20 "$WORK/vm.log")"
+    kill "$DAEMON_PID"
+    wait "$DAEMON_PID" 2>/dev/null || true
+    DAEMON_PID=""
+    log "dkms: a 7.2 guest loaded the DKMS-built module and imported and verified 1 MiB shared by the packaged dmabufctl"
     echo "packages: dkms: PASS ($((SECONDS - t0)) s)"
 }
 

@@ -108,10 +108,11 @@ DKMS_DEB="${DEBS[1]:-}"
 # ================================================================ daemon: bookworm + systemd
 
 # The cached bookworm root: minbase, plus systemd (booted by nspawn; systemd-analyze), man-db
-# (man pages, and systemd-analyze verify checks Documentation=) and bash-completion. The
-# package's own dependencies (adduser) are not in it: apt must resolve them.
+# (man pages, and systemd-analyze verify checks Documentation=), and the three shells whose
+# completions the package ships. The package's own dependencies (adduser) are not in it: apt
+# must resolve them.
 BW_RECIPE=1
-BW_PACKAGES=(systemd man-db bash-completion)
+BW_PACKAGES=(systemd man-db bash-completion zsh fish)
 
 bookworm_root() {
     local key dest tmp mirror keyring
@@ -245,12 +246,19 @@ part_daemon() {
     expect "bash completion of 'dmabufctl wait-w'" "$(complete_word dmabufctl wait-w)" "wait-write"
     expect "bash completion of 'vhost-device-dmabuf --control-g'" \
         "$(complete_word vhost-device-dmabuf --control-g)" "--control-group"
-    for f in /usr/share/zsh/vendor-completions/_dmabufctl /usr/share/zsh/vendor-completions/_vhost-device-dmabuf \
-             /usr/share/fish/vendor_completions.d/dmabufctl.fish /usr/share/fish/vendor_completions.d/vhost-device-dmabuf.fish; do
-        [[ -s "$r$f" ]] || fail "$f missing"
+    # fish finds its files by itself and completes from them.
+    got="$(inc fish -c 'complete -C"dmabufctl wait-w"' | cut -f1)"
+    expect "fish completion of 'dmabufctl wait-w'" "$got" "wait-write"
+    got="$(inc fish -c 'complete -C"vhost-device-dmabuf --control-g"' | cut -f1)"
+    expect "fish completion of 'vhost-device-dmabuf --control-g'" "$got" "--control-group"
+    # zsh: the functions are where its fpath looks, and they parse.
+    for f in _dmabufctl _vhost-device-dmabuf; do
+        # shellcheck disable=SC2016
+        inc zsh -c 'for d in $fpath; do [[ -f $d/$1 ]] && { zsh -n $d/$1 && echo $d; exit; }; done; exit 1' \
+            zsh "$f" | grep -qx /usr/share/zsh/vendor-completions || fail "zsh does not find or parse $f"
+        head -n1 "$r/usr/share/zsh/vendor-completions/$f" | grep -q "^#compdef ${f#_}" \
+            || fail "$f is no zsh completion"
     done
-    head -n1 "$r/usr/share/zsh/vendor-completions/_dmabufctl" | grep -q '^#compdef dmabufctl' \
-        || fail "_dmabufctl is no zsh completion"
 
     # The service: systemd runs what the unit and default.conf say.
     inc systemctl enable --now vhost-device-dmabuf@default.service >/dev/null 2>&1 \

@@ -129,7 +129,7 @@ pub fn resolve_group(group: &str) -> Result<u32, GroupError> {
     let name = std::ffi::CString::new(group).map_err(|_| GroupError::BadName(group.to_owned()))?;
     let mut buf = vec![0u8; 1024];
     loop {
-        // SAFETY: `group` is plain data; zeroed is a valid value.
+        // SAFETY: `group` is a C struct of integers and pointers; zeroed (null) is valid.
         let mut grp: libc::group = unsafe { std::mem::zeroed() };
         let mut found: *mut libc::group = std::ptr::null_mut();
         // SAFETY: every pointer is valid for the call: a NUL-terminated name, `grp` and

@@ -6,6 +6,7 @@
 # make bench  - benchmarks against the physical floors
 # make fuzz   - coverage-guided fuzzing, FUZZ_SECONDS per target (default 600; fuzz/README.md)
 # make soak   - the real daemon under two VMs and two host clients, SOAK_SECONDS (default 60)
+# make deb    - the Debian packages, in target/debian/ (packaging/README.md)
 
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
@@ -13,7 +14,7 @@ export CARGO_TERM_COLOR ?= never
 FUZZ_SECONDS ?= 600
 SOAK_SECONDS ?= 60
 
-.PHONY: all build test test-rust test-nested lint test-guest-build test-vm demo bench clean fuzz fuzz-smoke soak
+.PHONY: all build test test-rust test-nested lint test-guest-build test-vm test-deb deb demo bench clean fuzz fuzz-smoke soak
 
 all: build
 
@@ -21,7 +22,7 @@ build:
 	$(CARGO) build --workspace --release
 
 ## Every test of the project. Each stage prints its own summary; any failure fails the target.
-test: lint test-rust test-nested fuzz-smoke soak test-guest-build test-vm
+test: lint test-rust test-nested fuzz-smoke soak test-guest-build test-deb test-vm
 
 lint:
 	$(CARGO) fmt --all --check
@@ -38,6 +39,16 @@ test-nested:
 ## The guest modules against Debian's 6.1, 6.12, 7.2 and 7.3 headers, W=1, warnings are errors.
 test-guest-build:
 	$(MAKE) -C guest-driver check tools
+
+## The Debian packages installed, used and purged: the daemon's in a fresh bookworm root booted
+## with systemd, the DKMS one in the sid root with the 7.2 headers (tests/packages.sh).
+test-deb:
+	tests/packages.sh
+
+## vhost-device-dmabuf_<v>-1_amd64.deb (cargo-deb) and virtio-dmabuf-dkms_<v>-1_all.deb in
+## target/debian/ (packaging/build-deb.sh).
+deb:
+	packaging/build-deb.sh
 
 ## The VM suite: real QEMU, real Debian kernels, our module (tests/vm-suite.sh).
 test-vm: build test-guest-build

@@ -3,6 +3,8 @@
 //!
 //! One thread per connection; each connection is one arbitration domain, released when it closes.
 //! The socket file is mode 0600 and every peer's uid is checked against ours (root may connect).
+//! With a control group ([`ControlSocket::bind_for_group`], the daemon's `--control-group`) the
+//! file is mode 0660 in that group, and peers in the group are served too.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -67,6 +69,15 @@ pub enum ControlError {
     /// Could not make the socket file private.
     #[error("cannot set mode 0600 on {}", .0.display())]
     Mode(PathBuf, #[source] io::Error),
+    /// Could not give the socket file to the control group (the daemon must be root or a
+    /// member of the group).
+    #[error("cannot give {} to group {gid} with mode 0660", .path.display())]
+    Group {
+        path: PathBuf,
+        gid: u32,
+        #[source]
+        source: io::Error,
+    },
     /// Could not start the thread that accepts connections.
     #[error("cannot start the control thread")]
     Thread(#[source] io::Error),
@@ -93,22 +104,107 @@ pub fn prepare_socket_path(path: &Path) -> Result<(), SocketPathError> {
     }
 }
 
-/// The control socket, bound (mode 0600) and not served yet: the daemon binds it before its
-/// sandbox closes the filesystem and serves it after.
+/// Why a `--control-group` argument names no group.
+#[derive(Debug, Error)]
+pub enum GroupError {
+    /// No such group in the group database.
+    #[error("no group named {0:?}")]
+    Unknown(String),
+    /// The name cannot be passed to the C library.
+    #[error("invalid group name {0:?}")]
+    BadName(String),
+    /// The group database could not be read.
+    #[error("cannot look up group {0:?}")]
+    Lookup(String, #[source] io::Error),
+}
+
+/// The gid of `group`: a number is taken as it is, a name is looked up in the group database
+/// (`getgrnam_r`, so NSS sources count). Call it before the sandbox closes the filesystem.
+pub fn resolve_group(group: &str) -> Result<u32, GroupError> {
+    if !group.is_empty() && group.bytes().all(|b| b.is_ascii_digit()) {
+        return group
+            .parse()
+            .map_err(|_| GroupError::Unknown(group.to_owned()));
+    }
+    let name = std::ffi::CString::new(group).map_err(|_| GroupError::BadName(group.to_owned()))?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: `group` is a C struct of integers and pointers; zeroed (null) is valid.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call: a NUL-terminated name, `grp` and
+        // `found` we own, and `buf` of the length passed.
+        let r = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match r {
+            0 if found.is_null() => return Err(GroupError::Unknown(group.to_owned())),
+            0 => return Ok(grp.gr_gid),
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            e => {
+                return Err(GroupError::Lookup(
+                    group.to_owned(),
+                    io::Error::from_raw_os_error(e),
+                ))
+            }
+        }
+    }
+}
+
+/// The control socket, bound (mode 0600, or 0660 for a control group) and not served yet: the
+/// daemon binds it before its sandbox closes the filesystem and serves it after.
 pub struct ControlSocket {
     listener: UnixListener,
+    /// Peers in this group are served besides the daemon's uid and root.
+    group: Option<u32>,
 }
 
 impl ControlSocket {
     /// Bind `path` (replacing a stale socket file, refusing a live one) with mode 0600.
     pub fn bind(path: &Path) -> Result<ControlSocket, ControlError> {
+        ControlSocket::bind_for_group(path, None)
+    }
+
+    /// [`ControlSocket::bind`], and with `group` the socket file becomes mode 0660 in group
+    /// `group` and peers in it (their primary group or a supplementary one, `SO_PEERGROUPS`)
+    /// are served too. A daemon that is not root must be a member of the group.
+    pub fn bind_for_group(path: &Path, group: Option<u32>) -> Result<ControlSocket, ControlError> {
         prepare_socket_path(path).map_err(ControlError::Path)?;
         let listener =
             UnixListener::bind(path).map_err(|e| ControlError::Bind(path.to_owned(), e))?;
+        let unbind = |e: ControlError| {
+            let _ = std::fs::remove_file(path);
+            e
+        };
+        // The mode first, so the file is never open to the group before it is in the group.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| ControlError::Mode(path.to_owned(), e))?;
-        info!("control socket listening on {}", path.display());
-        Ok(ControlSocket { listener })
+            .map_err(|e| unbind(ControlError::Mode(path.to_owned(), e)))?;
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(path, None, Some(gid))
+                .and_then(|()| {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+                })
+                .map_err(|source| {
+                    unbind(ControlError::Group {
+                        path: path.to_owned(),
+                        gid,
+                        source,
+                    })
+                })?;
+            info!(
+                "control socket listening on {} (mode 0660, group {gid})",
+                path.display()
+            );
+        } else {
+            info!("control socket listening on {}", path.display());
+        }
+        Ok(ControlSocket { listener, group })
     }
 
     /// Serve it on a thread of its own (one more per connection).
@@ -124,7 +220,7 @@ impl ControlSocket {
         static ACCEPT_FAILED: RateLimit = RateLimit::new("control: accepting a connection failed");
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => accept(registry, stream, clients),
+                Ok((stream, _)) => accept(registry, stream, clients, self.group),
                 Err(e) => {
                     if let Some(n) = ACCEPT_FAILED.admit() {
                         warn!("control: accepting a connection: {e}{n}");
@@ -143,7 +239,8 @@ pub fn start(registry: Arc<Registry>, path: &Path) -> Result<thread::JoinHandle<
     ControlSocket::bind(path)?.serve(registry)
 }
 
-fn peer_uid(stream: &UnixStream) -> io::Result<(u32, i32)> {
+/// The peer's uid, primary gid and pid (`SO_PEERCRED`, taken at its `connect`).
+fn peer_cred(stream: &UnixStream) -> io::Result<(u32, u32, i32)> {
     // SAFETY: `ucred` is plain data; zeroed is a valid value.
     let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
     let mut len = size_of::<libc::ucred>() as libc::socklen_t;
@@ -160,7 +257,52 @@ fn peer_uid(stream: &UnixStream) -> io::Result<(u32, i32)> {
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((cred.uid, cred.pid))
+    Ok((cred.uid, cred.gid, cred.pid))
+}
+
+/// The peer's supplementary groups (`SO_PEERGROUPS`, Linux 4.13+, taken at its `connect`).
+fn peer_groups(stream: &UnixStream) -> io::Result<Vec<libc::gid_t>> {
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = (groups.len() * size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: SO_PEERGROUPS writes at most `len` bytes into `groups`, which we own, and
+        // sets `len` to what it wrote (or, with ERANGE, to what it needs).
+        let r = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let n = len as usize / size_of::<libc::gid_t>();
+        if r == 0 {
+            groups.truncate(n);
+            return Ok(groups);
+        }
+        let e = io::Error::last_os_error();
+        // NGROUPS_MAX is 65536: a larger answer is not a group list.
+        if e.raw_os_error() != Some(libc::ERANGE) || n <= groups.len() || n > 65536 {
+            return Err(e);
+        }
+        groups.resize(n, 0);
+    }
+}
+
+/// Whether a peer may use the control socket: the daemon's uid, root, or (with a control group)
+/// a member of the group.
+fn peer_allowed(stream: &UnixStream, uid: u32, gid: u32, group: Option<u32>) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if uid == me || uid == 0 {
+        return true;
+    }
+    match group {
+        Some(g) if gid == g => true,
+        Some(g) => peer_groups(stream).is_ok_and(|groups| groups.contains(&g)),
+        None => false,
+    }
 }
 
 /// The lines a connecting client can trigger again and again.
@@ -170,8 +312,13 @@ static TOO_MANY: RateLimit = RateLimit::new("control: too many clients");
 static NO_THREAD: RateLimit = RateLimit::new("control: cannot spawn a connection thread");
 static LIST_CUT: RateLimit = RateLimit::new("control: LIST truncated");
 
-fn accept(registry: &Arc<Registry>, mut stream: UnixStream, clients: &Arc<AtomicUsize>) {
-    let (uid, pid) = match peer_uid(&stream) {
+fn accept(
+    registry: &Arc<Registry>,
+    mut stream: UnixStream,
+    clients: &Arc<AtomicUsize>,
+    group: Option<u32>,
+) {
+    let (uid, gid, pid) = match peer_cred(&stream) {
         Ok(c) => c,
         Err(e) => {
             if let Some(n) = PEER_CRED.admit() {
@@ -180,11 +327,14 @@ fn accept(registry: &Arc<Registry>, mut stream: UnixStream, clients: &Arc<Atomic
             return;
         }
     };
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    if uid != me && uid != 0 {
+    if !peer_allowed(&stream, uid, gid, group) {
         if let Some(n) = REFUSED_UID.admit() {
-            warn!("control: refusing pid {pid} (uid {uid}, daemon uid {me}){n}");
+            // SAFETY: geteuid has no preconditions.
+            let me = unsafe { libc::geteuid() };
+            let g = group
+                .map(|g| format!(", not in group {g}"))
+                .unwrap_or_default();
+            warn!("control: refusing pid {pid} (uid {uid}, daemon uid {me}{g}){n}");
         }
         let _ = send(&stream, Status::PermissionDenied, &[], None);
         return;

@@ -6,109 +6,22 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use dmabuf_sys_util::fds::{self, NofileLimit};
 use log::{error, info, warn};
 use thiserror::Error;
-use vhost_device_dmabuf::control::{ControlSocket, MAX_CLIENTS};
+use vhost_device_dmabuf::control::{resolve_group, ControlSocket, GroupError, MAX_CLIENTS};
 use vhost_device_dmabuf::daemon::{bind_vm_socket, serve_vm};
 use vhost_device_dmabuf::fds::{FdBudget, FdPlan};
 use vhost_device_dmabuf::hostfile;
 use vhost_device_dmabuf::registry::{chain, Limits, Registry};
-use vhost_device_dmabuf::sandbox::{self, FsSandbox, SeccompMode};
+use vhost_device_dmabuf::sandbox::{self, namespace, FsSandbox, SeccompMode};
 use vhost_device_dmabuf::shm;
 use virtio_dmabuf_proto::control::encode_name;
 
-/// Share dma-bufs between VMs and the host: a vhost-user backend for virtio device 37.
-#[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
-struct Args {
-    /// vhost-user socket of one VM, as PATH or NAME=PATH (repeat for more VMs). The VM's name
-    /// defaults to the file name without extension.
-    #[arg(long = "socket", value_name = "[NAME=]PATH")]
-    sockets: Vec<String>,
+mod cli;
 
-    /// Create VM sockets DIR/vm0.sock .. DIR/vm<N-1>.sock (with --vms N), named vm0 .. vm<N-1>.
-    #[arg(long, value_name = "DIR")]
-    socket_dir: Option<PathBuf>,
-
-    /// Number of VM sockets to create in --socket-dir.
-    #[arg(long, default_value_t = 1, requires = "socket_dir")]
-    vms: u32,
-
-    /// Host control socket for dmabufctl and the client library (mode 0600).
-    #[arg(long, value_name = "PATH")]
-    control_socket: Option<PathBuf>,
-
-    /// Most segments in one CREATE or ATTACH request (262,144 = 1 GiB of separate 4 KiB pages,
-    /// a 4 MiB list: the most a Linux driver can allocate contiguously).
-    #[arg(long, default_value_t = 1 << 18)]
-    max_segments: u32,
-
-    /// Most buffers one VM may hold (created plus imported).
-    #[arg(long, default_value_t = 4096)]
-    max_buffers: u32,
-
-    /// Most bytes one VM may hold, e.g. 512M, 8G, 0x40000000.
-    #[arg(long, default_value = "8G", value_parser = dmabuf_sys_util::size::parse)]
-    max_bytes: u64,
-
-    /// Most coalesced segments one VM may hold over all its buffers.
-    #[arg(long, default_value_t = 4 << 20)]
-    max_total_segments: u64,
-
-    /// Default and upper bound of a wait for CPU access, in milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    sync_timeout_ms: u32,
-
-    /// Forbid VMs to import each other's buffers (host clients still can).
-    #[arg(long)]
-    no_cross_vm: bool,
-
-    /// Most host-shared buffers, all host clients together.
-    #[arg(long, default_value_t = 4096)]
-    max_host_buffers: u32,
-
-    /// What a system call outside the daemon's seccomp allowlist does: kill the daemon, trap
-    /// (fail with ENOSYS and name it on stderr), log (allowed, logged by the kernel), or none
-    /// (no filter).
-    #[arg(long, value_enum, default_value_t = SeccompArg::Kill)]
-    seccomp: SeccompArg,
-
-    /// How the filesystem is confined once the daemon serves: landlock (default where the
-    /// kernel has it), namespace (an empty mount namespace; the default otherwise), or none
-    /// (not confined, capabilities kept).
-    #[arg(long, value_enum)]
-    sandbox: Option<SandboxArg>,
-
-    /// Longest time, in microseconds, a VM's worker keeps polling its request queue for the
-    /// next request before it sleeps; adapts between 0 and this to the VM's request rate
-    /// (0: never poll, lowest CPU use; see docs/performance.md).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=1000))]
-    poll_max_us: u32,
-
-    /// Bytes of each VM's shared memory region, where imports are mapped in place
-    /// (VIRTIO_DMABUF_F_MAP; needs a VMM with vhost-user shared memory, e.g. QEMU >= 11.1). A
-    /// power of two from 2M to 64G, e.g. 256M, 1G; 0: no region (imports are copies). The VMM
-    /// asks once, when the device is created: a new size needs a new VM.
-    #[arg(long, default_value = "256M", value_parser = dmabuf_sys_util::size::parse)]
-    shm_size: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum SeccompArg {
-    Kill,
-    Trap,
-    Log,
-    None,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum SandboxArg {
-    Landlock,
-    Namespace,
-    None,
-}
+use cli::{Args, SandboxArg, SeccompArg};
 
 #[derive(Debug, Error)]
 enum ConfigError {
@@ -128,12 +41,21 @@ enum ConfigError {
         "--shm-size must be 0 or a power of two from 2M to 64G (the VMM sizes a PCI BAR to it)"
     )]
     BadShmSize,
+    #[error("--control-group")]
+    BadGroup(#[source] GroupError),
+    #[error(
+        "--control-group {0}: the namespace sandbox of a daemon that is not root maps only its own \
+         uid and gid, so it cannot see which peers are in group {0}; use --sandbox landlock (the \
+         default where the kernel has landlock), run as root, or run with {0} as primary group"
+    )]
+    GroupHidden(u32),
 }
 
 /// A validated configuration.
 struct Config {
     vms: Vec<(String, PathBuf)>,
     control_socket: Option<PathBuf>,
+    control_group: Option<u32>,
     limits: Limits,
     seccomp: SeccompMode,
     sandbox: FsSandbox,
@@ -190,9 +112,14 @@ impl TryFrom<Args> for Config {
         {
             return Err(ConfigError::BadShmSize);
         }
+        let control_group = match &a.control_group {
+            Some(g) => Some(resolve_group(g).map_err(ConfigError::BadGroup)?),
+            None => None,
+        };
         Ok(Config {
             vms,
             control_socket: a.control_socket,
+            control_group,
             seccomp: match a.seccomp {
                 SeccompArg::Kill => SeccompMode::Kill,
                 SeccompArg::Trap => SeccompMode::Trap,
@@ -240,10 +167,20 @@ fn main() -> ExitCode {
     let mut config = match Config::try_from(Args::parse()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("vhost-device-dmabuf: {e}");
+            eprintln!("vhost-device-dmabuf: {}", chain(&e));
             return ExitCode::from(2);
         }
     };
+    if let Some(gid) = config.control_group {
+        // SAFETY: geteuid/getegid have no preconditions.
+        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        if sandbox::resolve(config.sandbox) == FsSandbox::Namespace
+            && !namespace::peer_group_visible(euid, egid, gid)
+        {
+            eprintln!("vhost-device-dmabuf: {}", ConfigError::GroupHidden(gid));
+            return ExitCode::from(2);
+        }
+    }
     let signals = block_signals();
 
     // Everything the daemon needs from the filesystem, before the sandbox closes it: the
@@ -261,7 +198,7 @@ fn main() -> ExitCode {
         paths.push(path.clone());
     }
     let control = match &config.control_socket {
-        Some(ctl) => match ControlSocket::bind(ctl) {
+        Some(ctl) => match ControlSocket::bind_for_group(ctl, config.control_group) {
             Ok(c) => {
                 paths.push(ctl.clone());
                 Some(c)

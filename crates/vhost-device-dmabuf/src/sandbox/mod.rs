@@ -80,6 +80,16 @@ fn socket_dir(socket: &Path) -> Result<PathBuf, SandboxError> {
     std::fs::canonicalize(parent).map_err(|e| SandboxError::SocketDir(socket.to_owned(), e))
 }
 
+/// The filesystem sandbox `fs` stands for here: `Auto` is landlock where the kernel has it,
+/// else the namespace sandbox.
+pub fn resolve(fs: FsSandbox) -> FsSandbox {
+    match fs {
+        FsSandbox::Auto if landlock::abi().is_ok() => FsSandbox::Landlock,
+        FsSandbox::Auto => FsSandbox::Namespace,
+        other => other,
+    }
+}
+
 /// Apply the sandbox to this process, which must have a single thread. `sockets` are the
 /// socket files the daemon removes at exit.
 pub fn apply(
@@ -102,11 +112,7 @@ pub fn apply(
     // Built before anything is restricted.
     let filters = seccomp::filters(mode, pid).map_err(SandboxError::Seccomp)?;
 
-    let fs = match fs {
-        FsSandbox::Auto if landlock::abi().is_ok() => FsSandbox::Landlock,
-        FsSandbox::Auto => FsSandbox::Namespace,
-        other => other,
-    };
+    let fs = resolve(fs);
     let mut parts = Vec::new();
     let mut socket_paths = sockets.to_vec();
     if fs == FsSandbox::Namespace {

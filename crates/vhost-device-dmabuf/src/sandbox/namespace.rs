@@ -66,6 +66,14 @@ fn write_file(path: &str, text: &str) -> io::Result<()> {
     std::fs::write(path, text)
 }
 
+/// Whether a daemon running as `euid`/`egid` still sees its control-socket peers' group `gid`
+/// (`SO_PEERCRED`, `SO_PEERGROUPS`) once inside this sandbox. As root it makes no user
+/// namespace; otherwise its user namespace maps its own uid and gid only, and the kernel shows
+/// every other id of a peer as the overflow id (65534). Root peers become invisible likewise.
+pub fn peer_group_visible(euid: u32, egid: u32, gid: u32) -> bool {
+    euid == 0 || gid == egid
+}
+
 /// Enter the sandbox. `dirs` are the directories of the sockets; returns where each one is
 /// inside the new root (`/s0`, `/s1`...).
 pub fn enter(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, NamespaceError> {
@@ -162,4 +170,16 @@ pub fn enter(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, NamespaceError> {
     )
     .map_err(step("making the new root read-only"))?;
     Ok(inside)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peer_group_visible;
+
+    #[test]
+    fn only_the_daemons_own_group_survives_its_user_namespace() {
+        assert!(peer_group_visible(0, 0, 101)); // root: no user namespace
+        assert!(peer_group_visible(1000, 101, 101)); // the daemon's own gid is mapped
+        assert!(!peer_group_visible(1000, 102, 101)); // any other is the overflow id
+    }
 }

@@ -67,7 +67,8 @@ pub(crate) enum Command {
         /// The buffer.
         uuid: UuidArg,
     },
-    /// Begin access to a range, hold it, end it (prints "held", then "releasing" just before the end and "released" after it).
+    /// Begin access to a range, hold it, end it (prints "held", then "releasing" just before
+    /// the end and "released" after it).
     ///
     /// Killing dmabufctl (SIGTERM, SIGINT) closes its connection, which releases the access.
     Hold(HoldArgs),

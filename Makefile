@@ -27,6 +27,9 @@ test: lint test-rust test-nested fuzz-smoke soak test-guest-build test-deb test-
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@# The house rule (issue 11): no source file under crates/*/src over 700 lines.
+	@big="$$(find crates -path '*/src/*' -name '*.rs' -exec awk 'END { if (NR > 700) print FILENAME " (" NR " lines)" }' {} \;)"; \
+	if [ -n "$$big" ]; then echo "lint: over 700 lines: $$big" >&2; exit 1; fi
 
 test-rust:
 	$(CARGO) test --workspace

@@ -50,6 +50,9 @@ under one QEMU:
                        into our dma-bufs, allocators=0 (vb2-vmalloc) and allocators=1
                        (vb2-dma-contig: contiguous buffers), a guest buffer and an imported
                        host buffer, each = vivid's own reference frame; the host reads them
+ 16 driver-config      a boot of its own with eight fake devices (fake-vhost-user.py): six
+                       configurations refused at probe, two bound; 16 revocations log at
+                       most 10 notices; the driver's workers on the device's own workqueue
 Cases 1-12 import copies (DMABUF_GUEST_NO_MAP=1 in their guest scripts; each boot asserts
 that no import of theirs was mapped); 13, 14 and 15 ask for mapped imports.
   (0: per boot, the guest booted, exited cleanly, kernel log clean; per kernel, the daemon

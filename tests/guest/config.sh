@@ -43,35 +43,25 @@ check "[c16e] workqueue of ${DEV#/dev/}" "$(ls -d "/sys/devices/virtual/workqueu
 
 # REVOKES imports held open, then each revoked by the device: the notice is rate limited.
 _n0=$(dmesg | grep -c ' revoked$')
-_k=1
-while [ $_k -le "$REVOKES" ]; do
-    _x=$(printf '%02x' "$_k")
+# the fake device's buffers 01..REVOKES, as the two hex digits of their UUIDs
+BUFS=$(_k=1; while [ $_k -le "$REVOKES" ]; do printf '%02x ' "$_k"; _k=$((_k + 1)); done)
+for _x in $BUFS; do
     hold_start "r$_x" "c16h$_x" import --dev "$DEV" --uuid "$(uuid_of "$_x")"
-    _k=$((_k + 1))
 done
-_k=1
-while [ $_k -le "$REVOKES" ]; do
-    _x=$(printf '%02x' "$_k")
+for _x in $BUFS; do
     "$G" import --dev "$DEV" --uuid "ffffffff-ffff-ffff-ffff-ffffffffff$_x" --expect-errno ENOENT \
         > /dev/null 2>&1
-    _k=$((_k + 1))
 done
 # every import was revoked (each holder sees its INFO state REVOKED within 5 s) ...
-_k=1
-while [ $_k -le "$REVOKES" ]; do
-    _x=$(printf '%02x' "$_k")
+for _x in $BUFS; do
     hcmd "r$_x" "c16i$_x" info 0x1 5000
-    _k=$((_k + 1))
 done
 # ... but at most a burst of notices reached the log (printk's ratelimit: 10 in 5 s)
 _n=$(( $(dmesg | grep -c ' revoked$') - _n0 ))
 say "c16.revoked_lines=$_n"
 check_range "[c16g] REVOKED notices in the kernel log for $REVOKES revocations" "$_n" 1 10
-_k=1
-while [ $_k -le "$REVOKES" ]; do
-    _x=$(printf '%02x' "$_k")
+for _x in $BUFS; do
     hold_quit "r$_x" "c16q$_x"
-    _k=$((_k + 1))
 done
 tap_done 16
 finish
